@@ -1,0 +1,173 @@
+#include <udshttp/proto/url.hpp>
+
+#include <boost/url/parse.hpp>
+#include <boost/url/url_view.hpp>
+
+namespace udshttp::proto {
+namespace {
+
+error invalid(std::string_view text, std::string_view why) {
+    std::string msg = "invalid URL '";
+    msg.append(text).append("': ").append(why);
+    return {make_error_code(errc::invalid_url), std::move(msg)};
+}
+
+int hex_value(char c) {
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+bool unreserved(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+std::string target_of(const boost::urls::url_view& u) {
+    std::string target(u.encoded_path());
+    if (target.empty())
+        target = "/";
+    if (u.has_query())
+        target.append("?").append(u.encoded_query());
+    return target;
+}
+
+result<url> parse_unix_url(std::string_view text, const boost::urls::url_view& u) {
+    if (u.has_port())
+        return invalid(text, "an http+unix URL has no port; its authority is the socket path");
+    if (u.host_type() != boost::urls::host_type::name)
+        return invalid(text, "the authority must be a percent-encoded socket path such as "
+                             "%2Frun%2Fapp.sock");
+    auto socket = percent_decode(u.encoded_host());
+    if (!socket || socket->empty())
+        return invalid(text, "the authority must be a percent-encoded socket path such as "
+                             "%2Frun%2Fapp.sock");
+    // %40name and %00name both name an abstract socket.
+    const char first = socket->front();
+    auto where = (first == '@' || first == '\0') ? endpoint::parse("@" + socket->substr(1))
+                                                 : endpoint::parse("unix:" + *socket);
+    if (!where)
+        return where.error();
+    return url{.where = std::move(*where), .target = target_of(u), .host = "localhost"};
+}
+
+result<url> parse_http_url(std::string_view text, const boost::urls::url_view& u) {
+    std::uint16_t port = 80;
+    if (u.has_port()) {
+        if (u.port().empty() || u.port_number() == 0)
+            return invalid(text, "port '" + std::string(u.port()) + "' is not from 1 to 65535");
+        port = u.port_number();
+    }
+    std::string host;
+    switch (u.host_type()) {
+    case boost::urls::host_type::ipv4:
+    case boost::urls::host_type::ipv6:
+        host = u.host_address();
+        break;
+    case boost::urls::host_type::name: {
+        auto decoded = percent_decode(u.encoded_host());
+        if (!decoded || decoded->empty())
+            return invalid(text, "the host is missing");
+        host = std::move(*decoded);
+        break;
+    }
+    default:
+        return invalid(text, "unsupported host form");
+    }
+    std::string host_header(u.encoded_host());
+    if (u.has_port())
+        host_header.append(":").append(u.port());
+    return url{.where = endpoint::tcp(std::move(host), port),
+               .target = target_of(u),
+               .host = std::move(host_header)};
+}
+
+} // namespace
+
+result<url> url::parse(std::string_view text) {
+    auto parsed = boost::urls::parse_uri(text);
+    if (!parsed)
+        return invalid(text, parsed.error().message());
+    const auto& u = *parsed;
+    if (!u.has_authority())
+        return invalid(text, "expected scheme://authority/path");
+    if (u.has_userinfo())
+        return invalid(text, "user information (user@) is not supported");
+    const auto scheme = u.scheme();
+    if (scheme == "http+unix" || scheme == "unix")
+        return parse_unix_url(text, u);
+    if (scheme == "http")
+        return parse_http_url(text, u);
+    std::string msg = "unsupported scheme '";
+    msg.append(scheme).append("' in '").append(text).append("'; use http+unix:// or http://");
+    return error{make_error_code(errc::unsupported_scheme), std::move(msg)};
+}
+
+std::string url::to_string() const {
+    return make_url(where, target);
+}
+
+std::string make_url(const endpoint& where, std::string_view target) {
+    std::string out;
+    switch (where.kind) {
+    case transport::unix_path:
+        out = "http+unix://" + percent_encode(where.address);
+        break;
+    case transport::unix_abstract:
+        out = "http+unix://%40" + percent_encode(where.address);
+        break;
+    default: {
+        // TCP, and for inherited sockets the best we can do without knowing the address.
+        std::string s = where.to_string();
+        out = "http://" + (s.starts_with("tcp://") ? s.substr(6) : s);
+        break;
+    }
+    }
+    if (target.empty() || target.front() != '/')
+        out += '/';
+    out.append(target);
+    return out;
+}
+
+std::string percent_encode(std::string_view text) {
+    static constexpr char digits[] = "0123456789ABCDEF";
+    std::string out;
+    out.reserve(text.size() * 3);
+    for (char c : text) {
+        if (unreserved(c)) {
+            out += c;
+        } else {
+            const auto b = static_cast<unsigned char>(c);
+            out += '%';
+            out += digits[b >> 4];
+            out += digits[b & 0xF];
+        }
+    }
+    return out;
+}
+
+std::optional<std::string> percent_decode(std::string_view text) {
+    std::string out;
+    out.reserve(text.size());
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        if (text[i] != '%') {
+            out += text[i];
+            continue;
+        }
+        if (i + 2 >= text.size())
+            return std::nullopt;
+        const int hi = hex_value(text[i + 1]);
+        const int lo = hex_value(text[i + 2]);
+        if (hi < 0 || lo < 0)
+            return std::nullopt;
+        out += static_cast<char>(hi * 16 + lo);
+        i += 2;
+    }
+    return out;
+}
+
+} // namespace udshttp::proto

@@ -1,0 +1,76 @@
+#pragma once
+
+/// @file
+/// What a route handler sees (request) and fills in (response).
+
+#include <udshttp/proto/api.hpp>
+#include <udshttp/proto/error.hpp>
+
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace udshttp::service {
+
+namespace http = boost::beast::http;
+
+/// The HTTP response a handler fills in. It arrives with status 200, the request's HTTP
+/// version and keep-alive, and a Server field; the session sets Content-Length.
+using response = http::response<http::string_body>;
+
+/// One request as a handler sees it: the message, the path parameters and the peer.
+/// @par Thread safety
+/// Valid only during the handler call, on the connection's worker thread.
+class request {
+public:
+    using message_type = http::request<http::string_body>;
+
+    request(const message_type& message, const proto::peer_info& peer) noexcept
+        : message_(message), peer_(peer) {
+        split_target();
+    }
+
+    /// The whole HTTP message (method, target, fields, body).
+    const message_type& message() const noexcept { return message_; }
+    /// The method.
+    http::verb method() const noexcept { return message_.method(); }
+    /// The path part of the target, still percent-encoded: "/hello/Ada%20L".
+    std::string_view path() const noexcept { return path_; }
+    /// The query part of the target without '?', still percent-encoded; empty if none.
+    std::string_view query() const noexcept { return query_; }
+    /// The body.
+    const std::string& body() const noexcept { return message_.body(); }
+    /// Who sent it: pid/uid/gid over Unix sockets, address/port over TCP.
+    const proto::peer_info& peer() const noexcept { return peer_; }
+
+    /// The percent-decoded value of path parameter {name}; empty if the route has none.
+    std::string_view param(std::string_view name) const noexcept;
+    /// True when the Accept field asks for application/json.
+    bool wants_json() const noexcept;
+
+    /// Used by the router: the decoded {param} values of the matched route.
+    std::vector<std::pair<std::string_view, std::string>>& params() noexcept { return params_; }
+
+private:
+    void split_target() noexcept;
+
+    const message_type& message_;
+    const proto::peer_info& peer_;
+    std::string_view path_;
+    std::string_view query_;
+    std::vector<std::pair<std::string_view, std::string>> params_;
+};
+
+/// Sets a text/plain body.
+void set_text(response& res, std::string text);
+/// Sets an application/json body.
+void set_json(response& res, const nlohmann::json& body);
+/// Turns the response into a JSON error answer: status from the error table, body
+/// {"error":{"status":..,"reason":..,"code":..,"message":..}}.
+void set_error(response& res, errc e, std::string message = {});
+
+} // namespace udshttp::service

@@ -1,0 +1,71 @@
+#pragma once
+
+/// @file
+/// Method + path pattern -> handler. Patterns are literal segments and {param} segments:
+/// "/hello/{name}". A path that matches no pattern is a 404; a path whose patterns exist but
+/// not for the method is a 405 with an Allow field. HEAD is answered by GET routes.
+
+#include <udshttp/service/request.hpp>
+
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace udshttp::service {
+
+/// A route handler. It runs on the connection's worker thread and must not block for long.
+using handler = std::function<void(const request&, response&)>;
+
+/// The routing table.
+/// @par Thread safety
+/// Add routes before server::start(); after that the table is only read.
+class router {
+public:
+    /// What match() found.
+    struct match_result {
+        const handler* target = nullptr; ///< the handler, or null for 404/405
+        bool path_known = false;         ///< some route has this path (so: 405, not 404)
+        std::string allow;               ///< for 405: the methods the path has, "GET, HEAD"
+        bool bad_encoding = false;       ///< a {param} had invalid percent-encoding (400)
+    };
+
+    /// Adds a route. Throws std::invalid_argument for a malformed pattern or a duplicate.
+    router& add(http::verb method, std::string_view pattern, handler h);
+    /// Shorthand for add(GET, ...).
+    router& get(std::string_view pattern, handler h) {
+        return add(http::verb::get, pattern, std::move(h));
+    }
+    /// Shorthand for add(POST, ...).
+    router& post(std::string_view pattern, handler h) {
+        return add(http::verb::post, pattern, std::move(h));
+    }
+
+    /// Finds the handler for method and path; fills req.params() on a match.
+    match_result match(http::verb method, std::string_view path, request& req) const;
+
+    /// True if a route for exactly this method and pattern exists.
+    bool contains(http::verb method, std::string_view pattern) const noexcept;
+
+    /// The number of routes.
+    std::size_t size() const noexcept { return routes_.size(); }
+
+private:
+    struct segment {
+        std::string text; ///< literal text, or the parameter name
+        bool is_param = false;
+    };
+    struct route {
+        http::verb method;
+        std::string pattern;
+        std::vector<segment> segments;
+        handler fn;
+    };
+
+    static bool match_path(const route& r, std::string_view path,
+                           std::vector<std::pair<std::string_view, std::string_view>>& raw);
+
+    std::vector<route> routes_;
+};
+
+} // namespace udshttp::service

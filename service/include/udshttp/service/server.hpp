@@ -1,0 +1,104 @@
+#pragma once
+
+/// @file
+/// The udshttp server as a library: listeners on Unix sockets and TCP, worker threads with one
+/// io_context each, a router with the built-in routes, limits and deadlines on every wait.
+///
+///     udshttp::service::server srv({.listen = {*udshttp::proto::endpoint::parse("./app.sock")}});
+///     srv.routes().get("/items/{id}", [](const auto& req, auto& res) {
+///         udshttp::service::set_text(res, std::string(req.param("id")));
+///     });
+///     srv.start();   // binds every endpoint or throws, then serves on background threads
+///     srv.wait();    // until stop() (for example from a signal handler thread)
+
+#include <udshttp/proto/endpoint.hpp>
+#include <udshttp/service/router.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <sys/types.h>
+#include <vector>
+
+namespace udshttp::service {
+
+/// Why start() could not bind: what() is one line naming the endpoint and the reason.
+class startup_error : public std::runtime_error {
+public:
+    startup_error(boost::system::error_code code, const std::string& message)
+        : std::runtime_error(message), code_(code) {}
+    /// The underlying errno or udshttp::errc.
+    boost::system::error_code code() const noexcept { return code_; }
+
+private:
+    boost::system::error_code code_;
+};
+
+/// Server configuration, a plain aggregate: server_options{.threads = 2}.
+struct server_options {
+    /// Where to listen. Empty means unix:./udshttp.sock.
+    std::vector<proto::endpoint> listen;
+    /// Worker threads, each with its own io_context.
+    unsigned threads = 1;
+    /// Largest request header block; beyond it: 431.
+    std::size_t max_header_bytes = 16 * 1024;
+    /// Largest request body; beyond it: 413, checked against Content-Length before reading.
+    std::uint64_t max_body_bytes = 64 * 1024 * 1024;
+    /// From a request's first byte to the end of its header block; beyond it: 408.
+    std::chrono::milliseconds header_timeout{10'000};
+    /// Waiting for the next request on a kept-alive connection, and the longest pause while
+    /// reading a body or writing a response; beyond it the connection is closed.
+    std::chrono::milliseconds idle_timeout{60'000};
+    /// Open connections across all listeners; beyond it new ones get 503 and are closed.
+    std::size_t max_connections = 10'000;
+    /// Mode of socket files this server creates, applied before listen() so the socket is
+    /// never reachable with looser permissions.
+    unsigned socket_mode = 0660;
+    /// Owner and group of socket files, when set (needs the privilege to chown).
+    std::optional<uid_t> socket_owner;
+    std::optional<gid_t> socket_group;
+    /// Register hello, echo, healthz and metrics.
+    bool builtin_routes = true;
+};
+
+/// The server.
+/// @par Thread safety
+/// routes() and start() from one thread before serving; stop() and endpoints() from any thread.
+class server {
+public:
+    explicit server(server_options options = {});
+    ~server();
+    server(const server&) = delete;
+    server& operator=(const server&) = delete;
+
+    /// The routing table; add routes before start().
+    router& routes() noexcept;
+
+    /// Binds every endpoint and starts the worker threads. Throws startup_error, whose what()
+    /// names the endpoint and the reason; nothing stays bound then.
+    void start();
+
+    /// Blocks until the server has stopped.
+    void wait();
+
+    /// Stops accepting, closes connections, joins the workers, removes socket files this
+    /// process created. Idempotent; callable from any thread but not from a handler.
+    void stop();
+
+    /// The endpoints actually bound, in the order given (TCP port 0 replaced by the real port,
+    /// relative socket paths made absolute). Valid after start().
+    std::vector<proto::endpoint> endpoints() const;
+
+    /// The options in force.
+    const server_options& options() const noexcept;
+
+private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
+};
+
+} // namespace udshttp::service

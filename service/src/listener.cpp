@@ -1,0 +1,205 @@
+#include "listener.hpp"
+
+#include "session.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <sstream>
+
+namespace udshttp::service::detail {
+namespace {
+
+using generic = asio::generic::stream_protocol;
+
+[[noreturn]] void fail(const boost::system::error_code& ec, const proto::endpoint& where,
+                       std::string_view what = {}) {
+    std::string msg = "cannot listen on " + where.to_string();
+    if (!what.empty())
+        msg.append(": ").append(what);
+    throw startup_error(ec, msg + ": " + ec.message());
+}
+
+asio::ip::address resolve_host(const proto::endpoint& where) {
+    boost::system::error_code ec;
+    auto address = asio::ip::make_address(where.address, ec);
+    if (!ec)
+        return address;
+    if (where.address == "localhost")
+        return asio::ip::address_v4::loopback();
+    asio::io_context ctx;
+    asio::ip::tcp::resolver resolver(ctx);
+    auto results = resolver.resolve(where.address, std::to_string(where.port), ec);
+    if (ec || results.empty())
+        fail(ec ? ec : asio::error::host_not_found, where, "cannot resolve host");
+    return results.begin()->endpoint().address();
+}
+
+proto::endpoint tcp_endpoint_of(const generic::endpoint& ep) {
+    asio::ip::tcp::endpoint tcp;
+    std::memcpy(tcp.data(), ep.data(), ep.size());
+    tcp.resize(ep.size());
+    return proto::endpoint::tcp(tcp.address().to_string(), tcp.port());
+}
+
+} // namespace
+
+listener::listener(worker& home, const proto::endpoint& where, const server_options& options)
+    : home_(home), acceptor_(home.ctx.get_executor()), bound_(where) {
+    boost::system::error_code ec;
+    auto open_bind = [&](const generic::endpoint& ep) {
+        acceptor_.open(ep.protocol(), ec);
+        if (ec)
+            fail(ec, where, "socket");
+        if (!is_unix_) {
+            acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+            if (ep.protocol().family() == AF_INET6)
+                acceptor_.set_option(asio::ip::v6_only(true), ec);
+        }
+        acceptor_.bind(ep, ec);
+        if (ec)
+            fail(ec, where, "bind");
+    };
+
+    switch (where.kind) {
+    case proto::transport::unix_path: {
+        is_unix_ = true;
+        file_ = std::make_unique<socket_file>(where.address);
+        open_bind(generic::endpoint(asio::local::stream_protocol::endpoint(where.address)));
+        file_->bound(options);
+        std::error_code fs_ec;
+        auto absolute = std::filesystem::absolute(where.address, fs_ec).lexically_normal().string();
+        if (!fs_ec && absolute.size() <= proto::max_unix_path_length)
+            bound_.address = absolute;
+        break;
+    }
+    case proto::transport::unix_abstract: {
+        is_unix_ = true;
+        std::string name(1, '\0');
+        name += where.address;
+        open_bind(generic::endpoint(asio::local::stream_protocol::endpoint(name)));
+        break;
+    }
+    case proto::transport::tcp: {
+        const asio::ip::tcp::endpoint ep(resolve_host(where), where.port);
+        open_bind(generic::endpoint(ep));
+        bound_ = tcp_endpoint_of(acceptor_.local_endpoint(ec));
+        break;
+    }
+    case proto::transport::inherited_fd: {
+        int type = 0;
+        int listening = 0;
+        socklen_t len = sizeof type;
+        sockaddr_storage ss{};
+        socklen_t ss_len = sizeof ss;
+        if (::getsockopt(where.fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 ||
+            ::getsockname(where.fd, reinterpret_cast<sockaddr*>(&ss), &ss_len) != 0)
+            fail({errno, boost::system::system_category()}, where,
+                 "not an open socket descriptor");
+        len = sizeof listening;
+        ::getsockopt(where.fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len);
+        if (type != SOCK_STREAM || !listening)
+            fail(asio::error::invalid_argument, where, "not a listening stream socket");
+        is_unix_ = ss.ss_family == AF_UNIX;
+        const int protocol = is_unix_ ? 0 : IPPROTO_TCP;
+        acceptor_.assign(generic(ss.ss_family, protocol), where.fd, ec);
+        if (ec)
+            fail(ec, where, "assign");
+        return; // already listening; systemd owns the socket file
+    }
+    case proto::transport::systemd:
+        fail(asio::error::invalid_argument, where, "internal: systemd endpoint not expanded");
+    }
+    acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec)
+        fail(ec, where, "listen");
+}
+
+awaitable<> listener::accept_loop(server_state& state) {
+    std::size_t next = 0;
+    timer_type backoff(home_.ctx.get_executor());
+    for (;;) {
+        worker& target = *state.workers[next];
+        next = (next + 1) % state.workers.size();
+        auto [ec, peer] = co_await acceptor_.async_accept(target.ctx);
+        if (ec == asio::error::operation_aborted || !acceptor_.is_open())
+            co_return;
+        if (ec) {
+            // Out of descriptors or memory: say so and back off instead of spinning.
+            log_line("accept on " + bound_.to_string() + ": " + ec.message());
+            backoff.expires_after(std::chrono::milliseconds(50));
+            auto [wait_ec] = co_await backoff.async_wait();
+            if (wait_ec)
+                co_return;
+            continue;
+        }
+        socket_type socket(std::move(peer));
+        const auto open = state.connections.fetch_add(1, std::memory_order_relaxed) + 1;
+        if (open > state.options.max_connections)
+            asio::co_spawn(target.ctx, reject_connection(std::move(socket), state, target),
+                           asio::detached);
+        else
+            asio::co_spawn(target.ctx, run_session(std::move(socket), is_unix_, state, target),
+                           asio::detached);
+    }
+}
+
+void listener::start(server_state& state) {
+    asio::co_spawn(home_.ctx, accept_loop(state), asio::detached);
+}
+
+void listener::close() noexcept {
+    boost::system::error_code ignored;
+    acceptor_.close(ignored);
+}
+
+std::vector<proto::endpoint> expand_inherited(const proto::endpoint& where) {
+    if (where.kind != proto::transport::systemd)
+        return {where};
+    auto env_error = [&](const std::string& why) {
+        return startup_error(asio::error::invalid_argument,
+                             "cannot listen on " + where.to_string() + ": " + why);
+    };
+    const char* pid = std::getenv("LISTEN_PID");
+    const char* fds = std::getenv("LISTEN_FDS");
+    if (!pid || !fds)
+        throw env_error("no sockets were passed (LISTEN_PID/LISTEN_FDS are not set; start it "
+                        "from a systemd .socket unit)");
+    if (std::to_string(::getpid()) != pid)
+        throw env_error(std::string("LISTEN_PID is ") + pid + ", not this process (" +
+                        std::to_string(::getpid()) + ")");
+    const int count = std::atoi(fds);
+    if (count <= 0)
+        throw env_error(std::string("LISTEN_FDS is '") + fds + "'");
+    std::vector<std::string> names;
+    if (const char* n = std::getenv("LISTEN_FDNAMES")) {
+        std::stringstream ss(n);
+        for (std::string item; std::getline(ss, item, ':');)
+            names.push_back(item);
+    }
+    std::vector<proto::endpoint> out;
+    constexpr int first_fd = 3; // SD_LISTEN_FDS_START
+    for (int i = 0; i < count; ++i) {
+        const std::string name = i < static_cast<int>(names.size()) ? names[static_cast<std::size_t>(i)] : "";
+        if (where.address.empty() || where.address == name)
+            out.push_back(proto::endpoint{.kind = proto::transport::inherited_fd,
+                                          .address = name,
+                                          .port = 0,
+                                          .fd = first_fd + i});
+    }
+    if (out.empty())
+        throw env_error("no passed socket is named '" + where.address + "' (LISTEN_FDNAMES=" +
+                        (std::getenv("LISTEN_FDNAMES") ? std::getenv("LISTEN_FDNAMES") : "") +
+                        ")");
+    return out;
+}
+
+} // namespace udshttp::service::detail

@@ -1,0 +1,211 @@
+// udshttpd: the udshttp server as a daemon. Options, start-up report, signals.
+
+#include <udshttp/proto/units.hpp>
+#include <udshttp/proto/url.hpp>
+#include <udshttp/proto/version.hpp>
+#include <udshttp/service/server.hpp>
+
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace {
+
+using udshttp::service::server_options;
+
+constexpr int exit_usage = 2;
+constexpr int exit_failure = 1;
+
+void print_help() {
+    std::cout << R"(Usage: udshttpd [OPTIONS]
+
+Serve HTTP/1.1 on Unix sockets and TCP: hello, echo, healthz and metrics.
+
+Endpoints (--listen, repeatable; default ./udshttp.sock):
+  unix:/run/app.sock  /run/app.sock  ./app.sock   Unix socket file
+  unix:@name  @name                              Linux abstract socket
+  tcp://127.0.0.1:8080  127.0.0.1:8080  [::1]:8080  localhost:8080
+  fd:3  systemd  systemd:NAME                    inherited listening socket (LISTEN_FDS)
+
+Options:
+  -l, --listen ENDPOINT        listen on ENDPOINT (repeatable)
+      --threads N              worker threads, one io_context each (default 1)
+      --socket-mode MODE       mode of socket files, octal (default 0660)
+      --socket-owner USER      owner of socket files (name or uid)
+      --socket-group GROUP     group of socket files (name or gid)
+      --max-header-bytes SIZE  largest request header block, else 431 (default 16KiB)
+      --max-body-bytes SIZE    largest request body, else 413 (default 64MiB)
+      --header-timeout DUR     first byte to end of headers, else 408 (default 10s)
+      --idle-timeout DUR       keep-alive idle wait and longest I/O pause (default 60s)
+      --max-connections N      open connections, beyond it 503 (default 10000)
+  -h, --help                   this text
+  -V, --version                print the version
+
+SIZE takes B, KiB, MiB, GiB (64KiB); DUR takes ms, s, m, h (500ms, 10s).
+SIGTERM or SIGINT stops the server and removes the socket files it created.
+
+Routes:
+  GET  /  /hello  /hello/{name}   "Hello NAME" (JSON with Accept: application/json)
+  POST|PUT|PATCH /echo            the request body, byte for byte
+  GET  /echo                      JSON: method, target, headers, peer (pid/uid/gid or address)
+  GET  /healthz                   JSON status
+  GET  /metrics                   Prometheus text format
+
+Exit status: 0 after a clean stop, 1 if an endpoint cannot be served, 2 on a usage error.
+
+Example:
+  udshttpd --listen ./app.sock --listen tcp://127.0.0.1:8080
+  curl --unix-socket ./app.sock http://localhost/hello
+)";
+}
+
+[[noreturn]] void usage_error(const std::string& message) {
+    std::cerr << "udshttpd: " << message << " (see udshttpd --help)\n";
+    std::exit(exit_usage);
+}
+
+template <class T> T value_or_die(udshttp::result<T> r, std::string_view flag) {
+    if (!r)
+        usage_error(std::string(flag) + ": " + r.error().message);
+    return *r;
+}
+
+std::uint64_t parse_count(std::string_view flag, const std::string& text, std::uint64_t max) {
+    char* end = nullptr;
+    errno = 0;
+    const auto v = std::strtoull(text.c_str(), &end, 10);
+    if (text.empty() || *end != '\0' || errno != 0 || v > max || text.front() == '-')
+        usage_error(std::string(flag) + ": '" + text + "' is not a number from 0 to " +
+                    std::to_string(max));
+    return v;
+}
+
+uid_t parse_user(const std::string& text) {
+    if (const passwd* pw = ::getpwnam(text.c_str()))
+        return pw->pw_uid;
+    return static_cast<uid_t>(parse_count("--socket-owner", text, UINT32_MAX - 1));
+}
+
+gid_t parse_group(const std::string& text) {
+    if (const group* gr = ::getgrnam(text.c_str()))
+        return gr->gr_gid;
+    return static_cast<gid_t>(parse_count("--socket-group", text, UINT32_MAX - 1));
+}
+
+server_options parse_args(int argc, char** argv) {
+    server_options o;
+    std::vector<std::string> args(argv + 1, argv + argc);
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        std::string flag = args[i];
+        std::string value;
+        bool has_value = false;
+        if (auto eq = flag.find('='); flag.starts_with("--") && eq != std::string::npos) {
+            value = flag.substr(eq + 1);
+            flag = flag.substr(0, eq);
+            has_value = true;
+        }
+        auto next = [&]() -> std::string {
+            if (has_value)
+                return value;
+            if (i + 1 >= args.size())
+                usage_error(flag + " needs a value");
+            return args[++i];
+        };
+        if (flag == "-h" || flag == "--help") {
+            print_help();
+            std::exit(0);
+        } else if (flag == "-V" || flag == "--version") {
+            std::cout << "udshttpd " << udshttp::version << '\n';
+            std::exit(0);
+        } else if (flag == "-l" || flag == "--listen") {
+            o.listen.push_back(value_or_die(udshttp::proto::endpoint::parse(next()), flag));
+        } else if (flag == "--threads") {
+            o.threads = static_cast<unsigned>(parse_count(flag, next(), 1024));
+            if (o.threads == 0)
+                usage_error("--threads: must be at least 1");
+        } else if (flag == "--socket-mode") {
+            const auto text = next();
+            char* end = nullptr;
+            const auto mode = std::strtoul(text.c_str(), &end, 8);
+            if (text.empty() || *end != '\0' || mode > 07777)
+                usage_error("--socket-mode: '" + text + "' is not an octal mode such as 0660");
+            o.socket_mode = static_cast<unsigned>(mode);
+        } else if (flag == "--socket-owner") {
+            o.socket_owner = parse_user(next());
+        } else if (flag == "--socket-group") {
+            o.socket_group = parse_group(next());
+        } else if (flag == "--max-header-bytes") {
+            o.max_header_bytes = value_or_die(udshttp::proto::parse_size(next()), flag);
+        } else if (flag == "--max-body-bytes") {
+            o.max_body_bytes = value_or_die(udshttp::proto::parse_size(next()), flag);
+        } else if (flag == "--header-timeout") {
+            o.header_timeout = value_or_die(udshttp::proto::parse_duration(next()), flag);
+        } else if (flag == "--idle-timeout") {
+            o.idle_timeout = value_or_die(udshttp::proto::parse_duration(next()), flag);
+        } else if (flag == "--max-connections") {
+            o.max_connections = parse_count(flag, next(), 10'000'000);
+        } else {
+            usage_error("unknown option '" + args[i] + "'");
+        }
+    }
+    return o;
+}
+
+// The start-up report: where we listen, and a command to paste.
+void print_endpoint(const udshttp::proto::endpoint& e) {
+    using udshttp::proto::transport;
+    std::cout << "udshttpd " << udshttp::version << ": listening on " << e.to_string() << '\n';
+    switch (e.kind) {
+    case transport::unix_path:
+        std::cout << "  try: curl --unix-socket " << e.address << " http://localhost/hello\n";
+        break;
+    case transport::unix_abstract:
+        std::cout << "  try: curl --abstract-unix-socket " << e.address
+                  << " http://localhost/hello\n";
+        break;
+    case transport::tcp:
+        std::cout << "  try: curl '" << udshttp::proto::make_url(e, "/hello") << "'\n";
+        break;
+    default:
+        break;
+    }
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    auto options = parse_args(argc, argv);
+
+    // Signals are taken by sigwait() on this thread; block them before any worker starts so
+    // every thread inherits the mask.
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+    ::signal(SIGPIPE, SIG_IGN);
+
+    udshttp::service::server srv(std::move(options));
+    try {
+        srv.start();
+    } catch (const udshttp::service::startup_error& e) {
+        std::cerr << "udshttpd: " << e.what() << '\n';
+        return exit_failure;
+    }
+    for (const auto& e : srv.endpoints())
+        print_endpoint(e);
+    std::cout << std::flush;
+
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    std::cerr << "udshttpd: " << (sig == SIGTERM ? "SIGTERM" : "SIGINT") << ", stopping\n";
+    srv.stop();
+    return 0;
+}

@@ -1,0 +1,51 @@
+#include <udshttp/service/request.hpp>
+
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/http/field.hpp>
+
+namespace udshttp::service {
+
+void request::split_target() noexcept {
+    const std::string_view target = message_.target();
+    const auto q = target.find('?');
+    path_ = target.substr(0, q);
+    if (q != std::string_view::npos)
+        query_ = target.substr(q + 1);
+}
+
+std::string_view request::param(std::string_view name) const noexcept {
+    for (const auto& [key, value] : params_)
+        if (key == name)
+            return value;
+    return {};
+}
+
+bool request::wants_json() const noexcept {
+    const std::string_view accept = message_[http::field::accept];
+    // Case-insensitive search for the media type; parameters (;q=) do not matter here.
+    constexpr std::string_view json = "application/json";
+    if (accept.size() < json.size())
+        return false;
+    for (std::size_t i = 0; i + json.size() <= accept.size(); ++i)
+        if (boost::beast::iequals(accept.substr(i, json.size()), json))
+            return true;
+    return false;
+}
+
+void set_text(response& res, std::string text) {
+    res.set(http::field::content_type, "text/plain; charset=utf-8");
+    res.body() = std::move(text);
+}
+
+void set_json(response& res, const nlohmann::json& body) {
+    res.set(http::field::content_type, "application/json");
+    res.body() = body.dump();
+}
+
+void set_error(response& res, errc e, std::string message) {
+    auto body = proto::make_error_body(e, std::move(message));
+    res.result(body.status);
+    set_json(res, body);
+}
+
+} // namespace udshttp::service

@@ -1,0 +1,113 @@
+// The built-in routes: hello, echo, healthz, metrics.
+
+#include "server_state.hpp"
+
+#include <udshttp/proto/version.hpp>
+
+#include <boost/beast/http/field.hpp>
+
+#include <sstream>
+
+namespace udshttp::service::detail {
+namespace {
+
+void hello(const request& req, response& res) {
+    const auto param = req.param("name");
+    const std::string name(param.empty() ? proto::anonymous : param);
+    if (req.wants_json())
+        set_json(res, proto::hello_message{.message = proto::hello_text(name), .name = name});
+    else
+        set_text(res, proto::hello_text(name));
+}
+
+void echo_body(const request& req, response& res) {
+    const auto type = req.message()[http::field::content_type];
+    res.set(http::field::content_type, type.empty() ? "application/octet-stream" : type);
+    res.body() = req.body();
+}
+
+void echo_describe(const request& req, response& res) {
+    proto::echo_info info{.method = std::string(req.message().method_string()),
+                          .target = std::string(req.message().target()),
+                          .version = req.message().version() == 10 ? "HTTP/1.0" : "HTTP/1.1",
+                          .headers = {},
+                          .peer = req.peer()};
+    for (const auto& field : req.message())
+        info.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+    set_json(res, info);
+}
+
+double uptime_seconds(const server_state& state) {
+    return std::chrono::duration<double>(clock::now() - state.started).count();
+}
+
+void metric(std::ostringstream& out, std::string_view name, std::string_view type,
+            std::string_view help) {
+    out << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n';
+}
+
+std::string metrics_text(const server_state& s) {
+    std::ostringstream out;
+    metric(out, "udshttp_requests_total", "counter", "Requests answered, by status class.");
+    for (unsigned cls = 1; cls <= 5; ++cls) {
+        std::uint64_t n = 0;
+        for (const auto& w : s.workers)
+            n += w->stats.responses_by_class[cls].get();
+        out << "udshttp_requests_total{code=\"" << cls << "xx\"} " << n << '\n';
+    }
+    metric(out, "udshttp_connections_open", "gauge", "Connections open now.");
+    out << "udshttp_connections_open " << s.total(&worker_stats::connections_open) << '\n';
+    metric(out, "udshttp_connections_accepted_total", "counter", "Connections accepted.");
+    out << "udshttp_connections_accepted_total " << s.total(&worker_stats::connections_accepted)
+        << '\n';
+    metric(out, "udshttp_connections_rejected_total", "counter",
+           "Connections refused with 503, by reason.");
+    out << "udshttp_connections_rejected_total{reason=\"max_connections\"} "
+        << s.total(&worker_stats::connections_rejected) << '\n';
+    metric(out, "udshttp_connection_timeouts_total", "counter",
+           "Connections closed by a header, idle or write deadline.");
+    out << "udshttp_connection_timeouts_total " << s.total(&worker_stats::timeouts) << '\n';
+    metric(out, "udshttp_bad_requests_total", "counter",
+           "Requests refused by the parser (400, 413, 431).");
+    out << "udshttp_bad_requests_total " << s.total(&worker_stats::bad_requests) << '\n';
+    metric(out, "udshttp_received_bytes_total", "counter", "Bytes read from connections.");
+    out << "udshttp_received_bytes_total " << s.total(&worker_stats::bytes_received) << '\n';
+    metric(out, "udshttp_sent_bytes_total", "counter", "Bytes written to connections.");
+    out << "udshttp_sent_bytes_total " << s.total(&worker_stats::bytes_sent) << '\n';
+    metric(out, "udshttp_uptime_seconds", "gauge", "Seconds since the server started.");
+    out << "udshttp_uptime_seconds " << uptime_seconds(s) << '\n';
+    metric(out, "udshttp_info", "gauge", "Version of the server.");
+    out << "udshttp_info{version=\"" << UDSHTTP_VERSION_STRING << "\"} 1\n";
+    return out.str();
+}
+
+} // namespace
+
+void add_builtin_routes(server_state& state) {
+    auto& r = state.routes;
+    // An embedder's own route for the same method and pattern wins; the built-in one steps aside.
+    auto add = [&r](http::verb method, std::string_view pattern, handler h) {
+        if (!r.contains(method, pattern))
+            r.add(method, pattern, std::move(h));
+    };
+    add(http::verb::get, proto::paths::root, hello);
+    add(http::verb::get, proto::paths::hello, hello);
+    add(http::verb::get, proto::paths::hello_name, hello);
+    add(http::verb::get, proto::paths::echo, echo_describe);
+    add(http::verb::post, proto::paths::echo, echo_body);
+    add(http::verb::put, proto::paths::echo, echo_body);
+    add(http::verb::patch, proto::paths::echo, echo_body);
+    add(http::verb::get, proto::paths::healthz, [&state](const request&, response& res) {
+        set_json(res, proto::health_info{.status = "ok",
+                                         .version = UDSHTTP_VERSION_STRING,
+                                         .uptime_seconds = uptime_seconds(state),
+                                         .connections =
+                                             state.total(&worker_stats::connections_open)});
+    });
+    add(http::verb::get, proto::paths::metrics, [&state](const request&, response& res) {
+        res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+        res.body() = metrics_text(state);
+    });
+}
+
+} // namespace udshttp::service::detail

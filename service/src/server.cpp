@@ -1,0 +1,139 @@
+#include <udshttp/service/server.hpp>
+
+#include "listener.hpp"
+#include "server_state.hpp"
+#include "session.hpp"
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <mutex>
+#include <stdexcept>
+
+namespace udshttp::service {
+
+namespace detail {
+
+void log_line(std::string_view line) {
+    std::string out(line);
+    out += '\n';
+    // One write(2), so lines from several threads never interleave. A failed log write is not
+    // worth failing a request for.
+    [[maybe_unused]] auto n = ::write(STDERR_FILENO, out.data(), out.size());
+}
+
+} // namespace detail
+
+namespace {
+using work_guard = boost::asio::executor_work_guard<detail::executor>;
+
+std::chrono::milliseconds sweep_tick(const server_options& o) {
+    // A quarter of the shortest deadline: a deadline fires at most 25% late, and an idle
+    // server wakes at most four times a second.
+    const auto shortest = std::min(o.header_timeout, o.idle_timeout);
+    return std::clamp(shortest / 4, std::chrono::milliseconds(1), std::chrono::milliseconds(250));
+}
+} // namespace
+
+struct server::impl {
+    detail::server_state state;
+    std::vector<std::unique_ptr<detail::listener>> listeners;
+    std::vector<work_guard> guards;
+    std::mutex mutex;
+    std::condition_variable cv;
+    bool started = false;
+    bool stopped = false;
+};
+
+server::server(server_options options) : impl_(std::make_unique<impl>()) {
+    if (options.listen.empty())
+        options.listen.push_back(proto::endpoint::unix_path("./udshttp.sock"));
+    options.threads = std::max(1U, options.threads);
+    impl_->state.options = std::move(options);
+}
+
+server::~server() {
+    stop();
+}
+
+router& server::routes() noexcept {
+    return impl_->state.routes;
+}
+
+const server_options& server::options() const noexcept {
+    return impl_->state.options;
+}
+
+void server::start() {
+    std::lock_guard lock(impl_->mutex);
+    if (impl_->started)
+        throw std::logic_error("udshttp::service::server::start() called twice");
+    auto& state = impl_->state;
+    if (state.options.builtin_routes)
+        detail::add_builtin_routes(state);
+
+    for (unsigned i = 0; i < state.options.threads; ++i)
+        state.workers.push_back(std::make_unique<detail::worker>());
+    try {
+        for (const auto& where : state.options.listen)
+            for (const auto& e : detail::expand_inherited(where))
+                impl_->listeners.push_back(
+                    std::make_unique<detail::listener>(*state.workers.front(), e, state.options));
+    } catch (...) {
+        impl_->listeners.clear(); // removes the socket files bound so far
+        state.workers.clear();
+        throw;
+    }
+
+    const auto tick = sweep_tick(state.options);
+    for (auto& w : state.workers) {
+        impl_->guards.emplace_back(w->ctx.get_executor());
+        detail::start_sweeper(*w, tick);
+    }
+    for (auto& l : impl_->listeners)
+        l->start(state);
+    for (auto& w : state.workers)
+        w->thread = std::thread([ctx = &w->ctx] { ctx->run(); });
+    impl_->started = true;
+}
+
+void server::wait() {
+    std::unique_lock lock(impl_->mutex);
+    impl_->cv.wait(lock, [this] { return impl_->stopped || !impl_->started; });
+}
+
+void server::stop() {
+    std::unique_lock lock(impl_->mutex);
+    if (!impl_->started || impl_->stopped)
+        return;
+    auto& state = impl_->state;
+    state.stopping = true;
+    for (auto& l : impl_->listeners)
+        boost::asio::post(l->home().ctx, [l = l.get()] { l->close(); });
+    impl_->guards.clear();
+    for (auto& w : state.workers)
+        w->ctx.stop();
+    for (auto& w : state.workers)
+        if (w->thread.joinable())
+            w->thread.join();
+    // Listeners first (their acceptors live on a worker's context), then the workers, whose
+    // contexts destroy the coroutine frames of any connection still open.
+    impl_->listeners.clear();
+    state.workers.clear();
+    impl_->stopped = true;
+    impl_->cv.notify_all();
+}
+
+std::vector<proto::endpoint> server::endpoints() const {
+    std::lock_guard lock(impl_->mutex);
+    std::vector<proto::endpoint> out;
+    for (const auto& l : impl_->listeners)
+        out.push_back(l->local_endpoint());
+    return out;
+}
+
+} // namespace udshttp::service

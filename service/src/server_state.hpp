@@ -1,0 +1,39 @@
+#pragma once
+
+// What the listeners, sessions and built-in routes of one server share. Written during start(),
+// read-only afterwards, except the atomics.
+
+#include "worker.hpp"
+
+#include <udshttp/service/server.hpp>
+
+#include <atomic>
+#include <memory>
+#include <vector>
+
+namespace udshttp::service::detail {
+
+struct server_state {
+    server_options options;
+    router routes;
+    std::vector<std::unique_ptr<worker>> workers;
+    std::atomic<std::size_t> connections{0}; // open, across workers; admission control only
+    clock::time_point started = clock::now();
+    std::atomic<bool> stopping{false};
+
+    // Sums one counter over all workers (for /metrics and /healthz).
+    template <class Member> std::uint64_t total(Member m) const {
+        std::uint64_t sum = 0;
+        for (const auto& w : workers)
+            sum += (w->stats.*m).get();
+        return sum;
+    }
+};
+
+// Registers hello, echo, healthz and metrics on state.routes.
+void add_builtin_routes(server_state& state);
+
+// One line to stderr, written with a single write(2) so lines from threads never interleave.
+void log_line(std::string_view line);
+
+} // namespace udshttp::service::detail
