@@ -1,0 +1,109 @@
+#pragma once
+
+/// @file
+/// The udshttp client: HTTP/1.1 over Unix sockets and TCP, addressed by URL.
+///
+///     udshttp::client::client c;
+///     auto r = c.get("http+unix://%2Frun%2Fapp.sock/hello");
+///     if (r) std::cout << r->status << ' ' << r->body << '\n';
+///     else   std::cerr << r.error().message << '\n';   // names the endpoint and the reason
+///
+/// Expected failures (no server, timeouts, malformed answers) come back as udshttp::error in
+/// the result; nothing throws for them. An HTTP error status is a response, not an error,
+/// as with curl; get_json()/post_json() turn it into an error carrying the server's code.
+
+#include <udshttp/proto/api.hpp>
+#include <udshttp/proto/error.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace udshttp::client {
+
+/// Header fields in order; names compare case-insensitively.
+using fields = std::vector<std::pair<std::string, std::string>>;
+
+/// A request to send.
+struct request {
+    std::string method = "GET";
+    std::string url; ///< http+unix://%2Fpath%2Fto.sock/target or http://host:port/target
+    fields headers;  ///< sent as given; Host, Content-Length and User-Agent are added if absent
+    std::string body;
+};
+
+/// A complete response.
+struct response {
+    unsigned status = 0;
+    std::string reason;
+    unsigned version = 11; ///< 10 or 11
+    fields headers;
+    std::string body;
+
+    /// The first value of a header field, case-insensitively; empty if absent.
+    std::string_view header(std::string_view name) const noexcept;
+    /// True for 2xx.
+    bool ok() const noexcept { return status >= 200 && status < 300; }
+    /// The server's JSON error body ({"error":{...}}), if the body is one.
+    std::optional<proto::error_body> error_body() const;
+};
+
+/// Client configuration.
+struct client_options {
+    /// Longest wait for a connection to be established (per request).
+    std::chrono::milliseconds connect_timeout{5'000};
+    /// Longest time for a whole request, connect included.
+    std::chrono::milliseconds timeout{30'000};
+    /// Idle keep-alive connections kept per endpoint (socket path, abstract name, host:port).
+    std::size_t max_idle_per_endpoint = 8;
+    /// Largest response body read into memory.
+    std::uint64_t max_response_bytes = std::uint64_t{1} << 30;
+    /// The User-Agent field; empty sends none.
+    std::string user_agent = "udshttp";
+};
+
+/// A blocking client with a keep-alive connection pool keyed by endpoint.
+/// @par Thread safety
+/// One client per thread: a client's calls must not overlap. Separate clients are independent.
+class client {
+public:
+    explicit client(client_options options = {});
+    ~client();
+    client(client&&) noexcept;
+    client& operator=(client&&) noexcept;
+
+    /// Sends a request and reads the whole response.
+    result<response> send(const request& req);
+
+    /// GET url.
+    result<response> get(std::string_view url, fields headers = {});
+    /// POST body to url with the given Content-Type.
+    result<response> post(std::string_view url, std::string body,
+                          std::string_view content_type = "application/octet-stream",
+                          fields headers = {});
+
+    /// GET url with Accept: application/json; a non-2xx status becomes an error carrying the
+    /// server's error code and message.
+    result<nlohmann::json> get_json(std::string_view url);
+    /// POST a JSON body; answers as get_json().
+    result<nlohmann::json> post_json(std::string_view url, const nlohmann::json& body);
+
+    /// Connections this client has opened so far (pool reuse shows as a small number).
+    std::uint64_t connections_opened() const noexcept;
+    /// Idle pooled connections right now, over all endpoints.
+    std::size_t idle_connections() const noexcept;
+
+    /// The options in force.
+    const client_options& options() const noexcept;
+
+private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
+};
+
+} // namespace udshttp::client

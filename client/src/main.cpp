@@ -1,0 +1,444 @@
+// udshttp: a curl-compatible command line over the udshttp client library.
+
+#include <udshttp/client/client.hpp>
+#include <udshttp/proto/units.hpp>
+#include <udshttp/proto/url.hpp>
+#include <udshttp/proto/version.hpp>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+// Exit codes follow curl's, so scripts that check them port over unchanged.
+enum exit_code : int {
+    ok = 0,
+    usage = 2,
+    bad_url = 3,
+    weird_reply = 8,
+    connect_failed = 7,
+    http_error = 22,
+    write_error = 23,
+    read_error = 26,
+    timed_out = 28,
+    empty_reply = 52,
+    recv_error = 56,
+};
+
+void print_help() {
+    std::cout << R"(Usage: udshttp [OPTIONS] URL
+
+Send one HTTP/1.1 request over a Unix socket or TCP and print the response body.
+
+URLs:
+  http+unix://%2Frun%2Fapp.sock/hello     socket path, percent-encoded (/ is %2F)
+  http+unix://%40name/hello               Linux abstract socket @name
+  http://127.0.0.1:8080/hello             TCP ([::1] for IPv6)
+  --unix-socket PATH http://localhost/x   curl's form, same effect
+
+Options (as curl's):
+  -X, --request METHOD        request method (default GET, POST with data, HEAD with -I)
+  -H, --header 'Name: value'  add a header field (repeatable)
+  -d, --data DATA             send DATA (form type unless -H sets one); @FILE reads FILE
+                              without CR/LF, @- reads stdin; repeated -d are joined with &
+      --data-binary DATA      send DATA exactly; @FILE and @- read a file or stdin as is
+      --json DATA             send DATA as JSON (Content-Type and Accept application/json)
+  -i, --include               print the status line and header fields before the body
+  -I, --head                  send HEAD and print the header fields
+  -o, --output FILE           write the body to FILE instead of stdout
+  -f, --fail                  exit 22, printing no body, when the status is 400 or more
+  -s, --silent                print no error messages
+  -S, --show-error            print error messages even with -s
+  -v, --verbose               print the request and response heads on stderr
+  -w, --write-out FORMAT      print FORMAT after the transfer: %{http_code},
+                              %{size_download}, %{time_total}, %{content_type}, \n
+      --unix-socket PATH      connect to the Unix socket PATH; the URL gives the target
+      --abstract-unix-socket NAME   the same, for the abstract socket @NAME
+  -m, --max-time DUR          whole-request deadline, seconds or 500ms/10s (default 30s)
+      --connect-timeout DUR   connect deadline (default 5s)
+  -h, --help                  this text
+  -V, --version               print the version
+
+Exit status (curl's numbers):
+  0 success   2 usage error   3 bad URL   7 cannot connect (no socket file, refused,
+  permission denied)   8 malformed reply   22 HTTP status >= 400 with --fail
+  23 cannot write output   26 cannot read a data file   28 timeout
+  52 empty reply   56 connection failed while receiving
+
+Examples:
+  udshttp http+unix://%2Ftmp%2Fudshttp.sock/hello/Ada
+  udshttp --unix-socket /tmp/udshttp.sock -H 'Accept: application/json' http://localhost/hello
+  udshttp -X PUT --data-binary @photo.jpg http+unix://%2Ftmp%2Fudshttp.sock/echo -o copy.jpg
+  udshttp --fail -sS -w '%{http_code}\n' -o /dev/null http://127.0.0.1:8080/healthz
+)";
+}
+
+struct cli {
+    std::string url;
+    std::string method;
+    udshttp::client::fields headers;
+    std::string data;
+    bool has_data = false;
+    bool form_data = false; // -d: default Content-Type is a form
+    bool json = false;
+    bool include = false;
+    bool head = false;
+    bool fail = false;
+    bool silent = false;
+    bool show_error = false;
+    bool verbose = false;
+    std::string output;
+    std::string write_out;
+    std::string unix_socket;
+    std::string abstract_socket;
+    udshttp::client::client_options options;
+};
+
+bool errors_shown(const cli& c) {
+    return !c.silent || c.show_error;
+}
+
+[[noreturn]] void die(const cli& c, int code, const std::string& message) {
+    if (errors_shown(c))
+        std::cerr << "udshttp: " << message << '\n';
+    std::exit(code);
+}
+
+[[noreturn]] void usage_error(const std::string& message) {
+    std::cerr << "udshttp: " << message << " (see udshttp --help)\n";
+    std::exit(usage);
+}
+
+std::string read_data(const cli& c, const std::string& arg, bool strip_newlines) {
+    if (arg.empty() || arg.front() != '@')
+        return arg;
+    const std::string name = arg.substr(1);
+    std::string content;
+    if (name == "-") {
+        content.assign(std::istreambuf_iterator<char>(std::cin), {});
+    } else {
+        std::ifstream in(name, std::ios::binary);
+        if (!in)
+            die(c, read_error, "cannot read data file '" + name + "': " + std::strerror(errno));
+        content.assign(std::istreambuf_iterator<char>(in), {});
+        if (in.bad())
+            die(c, read_error, "cannot read data file '" + name + "': " + std::strerror(errno));
+    }
+    if (strip_newlines)
+        std::erase_if(content, [](char ch) { return ch == '\r' || ch == '\n'; });
+    return content;
+}
+
+void add_data(cli& c, const std::string& text, bool join_with_ampersand) {
+    if (c.has_data && join_with_ampersand)
+        c.data += '&';
+    c.data += text;
+    c.has_data = true;
+}
+
+std::chrono::milliseconds duration_arg(const std::string& flag, const std::string& text) {
+    auto d = udshttp::proto::parse_duration(text);
+    if (!d)
+        usage_error(flag + ": " + d.error().message);
+    return *d;
+}
+
+cli parse_args(int argc, char** argv) {
+    cli c;
+    std::vector<std::string> args(argv + 1, argv + argc);
+    // Expand combined short flags (-sSf) and attached values (-XPOST) into separate words.
+    std::vector<std::string> words;
+    const std::string takes_value = "XHdowm";
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        const auto& a = args[i];
+        if (a.size() > 2 && a[0] == '-' && a[1] != '-') {
+            for (std::size_t k = 1; k < a.size(); ++k) {
+                words.push_back(std::string("-") + a[k]);
+                if (takes_value.find(a[k]) != std::string::npos) {
+                    if (k + 1 < a.size())
+                        words.push_back(a.substr(k + 1));
+                    break;
+                }
+            }
+        } else {
+            words.push_back(a);
+        }
+    }
+
+    for (std::size_t i = 0; i < words.size(); ++i) {
+        std::string flag = words[i];
+        std::string inline_value;
+        bool has_inline = false;
+        if (auto eq = flag.find('='); flag.starts_with("--") && eq != std::string::npos) {
+            inline_value = flag.substr(eq + 1);
+            flag = flag.substr(0, eq);
+            has_inline = true;
+        }
+        auto next = [&]() -> std::string {
+            if (has_inline)
+                return inline_value;
+            if (i + 1 >= words.size())
+                usage_error("option " + flag + " needs a value");
+            return words[++i];
+        };
+        if (flag == "-h" || flag == "--help") {
+            print_help();
+            std::exit(ok);
+        } else if (flag == "-V" || flag == "--version") {
+            std::cout << "udshttp " << udshttp::version << '\n';
+            std::exit(ok);
+        } else if (flag == "-X" || flag == "--request") {
+            c.method = next();
+        } else if (flag == "-H" || flag == "--header") {
+            const auto h = next();
+            const auto colon = h.find(':');
+            if (colon == std::string::npos || colon == 0)
+                usage_error("-H: '" + h + "' is not 'Name: value'");
+            auto value = h.substr(colon + 1);
+            value.erase(0, value.find_first_not_of(" \t"));
+            c.headers.emplace_back(h.substr(0, colon), value);
+        } else if (flag == "-d" || flag == "--data" || flag == "--data-ascii") {
+            add_data(c, read_data(c, next(), true), true);
+            c.form_data = true;
+        } else if (flag == "--data-binary") {
+            add_data(c, read_data(c, next(), false), true);
+        } else if (flag == "--data-raw") {
+            add_data(c, next(), true);
+        } else if (flag == "--json") {
+            add_data(c, read_data(c, next(), false), false);
+            c.json = true;
+        } else if (flag == "-i" || flag == "--include") {
+            c.include = true;
+        } else if (flag == "-I" || flag == "--head") {
+            c.head = true;
+        } else if (flag == "-o" || flag == "--output") {
+            c.output = next();
+        } else if (flag == "-f" || flag == "--fail") {
+            c.fail = true;
+        } else if (flag == "-s" || flag == "--silent") {
+            c.silent = true;
+        } else if (flag == "-S" || flag == "--show-error") {
+            c.show_error = true;
+        } else if (flag == "-v" || flag == "--verbose") {
+            c.verbose = true;
+        } else if (flag == "-w" || flag == "--write-out") {
+            c.write_out = next();
+        } else if (flag == "--unix-socket") {
+            c.unix_socket = next();
+        } else if (flag == "--abstract-unix-socket") {
+            c.abstract_socket = next();
+        } else if (flag == "-m" || flag == "--max-time") {
+            c.options.timeout = duration_arg(flag, next());
+        } else if (flag == "--connect-timeout") {
+            c.options.connect_timeout = duration_arg(flag, next());
+        } else if (flag == "--url") {
+            c.url = next();
+        } else if (flag.size() > 1 && flag[0] == '-') {
+            usage_error("unknown option '" + words[i] + "'");
+        } else if (c.url.empty()) {
+            c.url = flag;
+        } else {
+            usage_error("more than one URL given ('" + c.url + "' and '" + flag + "')");
+        }
+    }
+    if (c.url.empty())
+        usage_error("no URL given");
+    return c;
+}
+
+bool has_header(const cli& c, std::string_view name) {
+    for (const auto& [k, v] : c.headers)
+        if (k.size() == name.size() &&
+            std::equal(k.begin(), k.end(), name.begin(), [](char a, char b) {
+                return std::tolower(static_cast<unsigned char>(a)) ==
+                       std::tolower(static_cast<unsigned char>(b));
+            }))
+            return true;
+    return false;
+}
+
+// The URL the client library gets: --unix-socket/--abstract-unix-socket move the target of an
+// http:// URL onto the socket, keeping its Host.
+std::string effective_url(cli& c) {
+    std::string url = c.url;
+    if (url.find("://") == std::string::npos)
+        url = "http://" + url; // as curl: a bare host/path means http
+    if (c.unix_socket.empty() && c.abstract_socket.empty())
+        return url;
+    auto parsed = udshttp::proto::url::parse(url);
+    if (!parsed)
+        die(c, bad_url, parsed.error().message);
+    auto where = c.unix_socket.empty()
+                     ? udshttp::proto::endpoint::parse("@" + c.abstract_socket)
+                     : udshttp::proto::endpoint::parse("unix:" + c.unix_socket);
+    if (!where)
+        die(c, bad_url, where.error().message);
+    if (!has_header(c, "Host"))
+        c.headers.emplace_back("Host", parsed->host);
+    return udshttp::proto::make_url(*where, parsed->target);
+}
+
+int exit_code_for(const udshttp::error& e) {
+    using udshttp::errc;
+    if (e.code.category() != udshttp::error_category())
+        return recv_error;
+    switch (static_cast<errc>(e.code.value())) {
+    case errc::invalid_url:
+    case errc::invalid_endpoint:
+    case errc::unsupported_scheme:
+    case errc::socket_path_too_long:
+        return bad_url;
+    case errc::no_such_socket:
+    case errc::connection_refused:
+    case errc::permission_denied:
+    case errc::connect_failed:
+        return connect_failed;
+    case errc::connect_timeout:
+    case errc::timeout:
+        return timed_out;
+    case errc::connection_closed:
+        return empty_reply;
+    case errc::protocol_error:
+        return weird_reply;
+    default:
+        return recv_error;
+    }
+}
+
+std::string status_and_headers(const udshttp::client::response& r) {
+    std::string out = r.version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+    out += std::to_string(r.status) + " " + r.reason + "\r\n";
+    for (const auto& [k, v] : r.headers)
+        out += k + ": " + v + "\r\n";
+    out += "\r\n";
+    return out;
+}
+
+std::string expand_write_out(const std::string& format, const udshttp::client::response& r,
+                             double seconds, const std::string& url) {
+    std::string out;
+    for (std::size_t i = 0; i < format.size(); ++i) {
+        if (format[i] == '\\' && i + 1 < format.size()) {
+            const char e = format[++i];
+            out += e == 'n' ? '\n' : e == 't' ? '\t' : e == 'r' ? '\r' : e;
+        } else if (format.compare(i, 2, "%{") == 0) {
+            const auto close = format.find('}', i);
+            if (close == std::string::npos) {
+                out += format.substr(i);
+                break;
+            }
+            const auto var = format.substr(i + 2, close - i - 2);
+            if (var == "http_code" || var == "response_code") {
+                char buf[8];
+                std::snprintf(buf, sizeof buf, "%03u", r.status);
+                out += buf;
+            } else if (var == "size_download") {
+                out += std::to_string(r.body.size());
+            } else if (var == "time_total") {
+                char buf[32];
+                std::snprintf(buf, sizeof buf, "%.6f", seconds);
+                out += buf;
+            } else if (var == "content_type") {
+                out += r.header("Content-Type");
+            } else if (var == "url_effective") {
+                out += url;
+            }
+            i = close;
+        } else if (format.compare(i, 2, "%%") == 0) {
+            out += '%';
+            ++i;
+        } else {
+            out += format[i];
+        }
+    }
+    return out;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    cli c = parse_args(argc, argv);
+    udshttp::client::request req;
+    req.url = effective_url(c);
+    req.headers = c.headers;
+    if (c.json) {
+        if (!has_header(c, "Content-Type"))
+            req.headers.emplace_back("Content-Type", "application/json");
+        if (!has_header(c, "Accept"))
+            req.headers.emplace_back("Accept", "application/json");
+    } else if (c.form_data && !has_header(c, "Content-Type")) {
+        req.headers.emplace_back("Content-Type", "application/x-www-form-urlencoded");
+    }
+    req.body = std::move(c.data);
+    req.method = !c.method.empty() ? c.method : c.head ? "HEAD" : c.has_data ? "POST" : "GET";
+
+    if (c.verbose) {
+        auto parsed = udshttp::proto::url::parse(req.url);
+        if (parsed) {
+            std::cerr << "* connecting to " << parsed->where.to_string() << '\n';
+            std::cerr << "> " << req.method << ' ' << parsed->target << " HTTP/1.1\n";
+            if (!has_header(c, "Host"))
+                std::cerr << "> Host: " << parsed->host << '\n';
+        }
+        for (const auto& [k, v] : req.headers)
+            std::cerr << "> " << k << ": " << v << '\n';
+        if (!req.body.empty())
+            std::cerr << "> Content-Length: " << req.body.size() << '\n';
+        std::cerr << ">\n";
+    }
+
+    udshttp::client::client client(c.options);
+    const auto started = std::chrono::steady_clock::now();
+    auto r = client.send(req);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    if (!r)
+        die(c, exit_code_for(r.error()), r.error().message);
+
+    if (c.verbose) {
+        std::istringstream head(status_and_headers(*r));
+        for (std::string line; std::getline(head, line);) {
+            if (!line.empty() && line.back() == '\r')
+                line.pop_back();
+            std::cerr << "< " << line << '\n';
+        }
+    }
+    if (c.fail && r->status >= 400) {
+        std::string message = req.method + " " + req.url + ": the server answered " +
+                               std::to_string(r->status) + " " + r->reason;
+        if (auto body = r->error_body(); body && !body->message.empty())
+            message += ": " + body->message;
+        die(c, http_error, message);
+    }
+
+    std::string out;
+    if (c.include || c.head)
+        out = status_and_headers(*r);
+    if (!c.head)
+        out += r->body;
+    if (c.output.empty() || c.output == "-") {
+        std::cout.write(out.data(), static_cast<std::streamsize>(out.size()));
+        std::cout.flush();
+        if (!std::cout)
+            die(c, write_error, "cannot write to stdout");
+    } else {
+        std::ofstream file(c.output, std::ios::binary | std::ios::trunc);
+        if (!file)
+            die(c, write_error, "cannot write '" + c.output + "': " + std::strerror(errno));
+        file.write(out.data(), static_cast<std::streamsize>(out.size()));
+        file.close();
+        if (!file)
+            die(c, write_error, "cannot write '" + c.output + "': " + std::strerror(errno));
+    }
+    if (!c.write_out.empty())
+        std::cout << expand_write_out(c.write_out, *r, seconds, req.url) << std::flush;
+    return ok;
+}
