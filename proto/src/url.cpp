@@ -3,6 +3,8 @@
 #include <boost/url/parse.hpp>
 #include <boost/url/url_view.hpp>
 
+#include <charconv>
+
 namespace udshttp::proto {
 namespace {
 
@@ -58,9 +60,14 @@ result<url> parse_unix_url(std::string_view text, const boost::urls::url_view& u
 result<url> parse_http_url(std::string_view text, const boost::urls::url_view& u) {
     std::uint16_t port = 80;
     if (u.has_port()) {
-        if (u.port().empty() || u.port_number() == 0)
-            return invalid(text, "port '" + std::string(u.port()) + "' is not from 1 to 65535");
-        port = u.port_number();
+        // Boost.URL 1.81 accepts any digits here; the range check is ours.
+        const auto digits = u.port();
+        unsigned value = 0;
+        auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+        if (digits.empty() || ec != std::errc{} || p != digits.data() + digits.size() ||
+            value == 0 || value > 65535)
+            return invalid(text, "port '" + std::string(digits) + "' is not from 1 to 65535");
+        port = static_cast<std::uint16_t>(value);
     }
     std::string host;
     switch (u.host_type()) {

@@ -84,8 +84,6 @@ public:
         w_.stats.connections_open.add();
     }
     ~connection_guard() {
-        if (slot.timed_out)
-            w_.stats.timeouts.add();
         w_.connections.remove(slot);
         w_.stats.connections_open.sub();
         state_.connections.fetch_sub(1, std::memory_order_relaxed);
@@ -324,7 +322,7 @@ awaitable<> sweep_loop(worker& w, std::chrono::milliseconds tick) {
         auto [ec] = co_await timer.async_wait();
         if (ec)
             co_return;
-        w.connections.sweep(clock::now());
+        w.stats.timeouts.add(w.connections.sweep(clock::now()));
     }
 }
 } // namespace
