@@ -52,163 +52,165 @@ std::string unix_url(const std::string& path, const std::string& target) {
 
 TEST_SUITE("client") {
 
-TEST_CASE("errors name the endpoint and the meaning") {
-    temp_dir dir;
-    client::client c;
+    TEST_CASE("errors name the endpoint and the meaning") {
+        temp_dir dir;
+        client::client c;
 
-    auto missing = c.get(unix_url(dir.file("none.sock"), "/hello"));
-    REQUIRE_FALSE(missing);
-    CHECK(missing.error().code == errc::no_such_socket);
-    CHECK(missing.error().message == "connect to unix:" + dir.file("none.sock") +
-                                         ": no such socket file (is the server running?)");
+        auto missing = c.get(unix_url(dir.file("none.sock"), "/hello"));
+        REQUIRE_FALSE(missing);
+        CHECK(missing.error().code == errc::no_such_socket);
+        CHECK(missing.error().message == "connect to unix:" + dir.file("none.sock") +
+                                             ": no such socket file (is the server running?)");
 
-    mute_socket stale(dir.file("stale.sock"), false);
-    auto refused = c.get(unix_url(dir.file("stale.sock"), "/hello"));
-    REQUIRE_FALSE(refused);
-    CHECK(refused.error().code == errc::connection_refused);
-    CHECK(refused.error().message.find("stale socket") != std::string::npos);
-    CHECK(refused.error().message.find(dir.file("stale.sock")) != std::string::npos);
+        mute_socket stale(dir.file("stale.sock"), false);
+        auto refused = c.get(unix_url(dir.file("stale.sock"), "/hello"));
+        REQUIRE_FALSE(refused);
+        CHECK(refused.error().code == errc::connection_refused);
+        CHECK(refused.error().message.find("stale socket") != std::string::npos);
+        CHECK(refused.error().message.find(dir.file("stale.sock")) != std::string::npos);
 
-    auto bad = c.get("http+unix://%zz/x");
-    REQUIRE_FALSE(bad);
-    CHECK(bad.error().code == errc::invalid_url);
+        auto bad = c.get("http+unix://%zz/x");
+        REQUIRE_FALSE(bad);
+        CHECK(bad.error().code == errc::invalid_url);
 
-    auto tcp_refused = c.get("http://127.0.0.1:1/hello");
-    REQUIRE_FALSE(tcp_refused);
-    CHECK(tcp_refused.error().code == errc::connection_refused);
-    CHECK(tcp_refused.error().message.find("tcp://127.0.0.1:1") != std::string::npos);
-}
-
-TEST_CASE("permission denied on the socket file is its own error") {
-    if (::geteuid() == 0) {
-        MESSAGE("skipped in-process: root ignores socket file permissions; the e2e test runs "
-                "the CLI as nobody instead");
-        return;
+        auto tcp_refused = c.get("http://127.0.0.1:1/hello");
+        REQUIRE_FALSE(tcp_refused);
+        CHECK(tcp_refused.error().code == errc::connection_refused);
+        CHECK(tcp_refused.error().message.find("tcp://127.0.0.1:1") != std::string::npos);
     }
-    temp_dir dir;
-    service::server srv({.listen = {proto::endpoint::unix_path(dir.file("p.sock"))},
-                         .socket_mode = 0});
-    srv.start();
-    client::client c;
-    auto r = c.get(unix_url(dir.file("p.sock"), "/hello"));
-    REQUIRE_FALSE(r);
-    CHECK(r.error().code == errc::permission_denied);
-}
 
-TEST_CASE("the total deadline fires against a socket that never answers") {
-    temp_dir dir;
-    mute_socket mute(dir.file("mute.sock"), true);
-    client::client c({.connect_timeout = std::chrono::milliseconds(5000),
-                      .timeout = std::chrono::milliseconds(200)});
-    const auto t0 = std::chrono::steady_clock::now();
-    auto r = c.get(unix_url(dir.file("mute.sock"), "/hello"));
-    const auto took = std::chrono::steady_clock::now() - t0;
-    REQUIRE_FALSE(r);
-    CHECK(r.error().code == errc::timeout);
-    CHECK(r.error().message.find("request deadline of 200 ms exceeded") != std::string::npos);
-    CHECK(r.error().message.find("mute.sock") != std::string::npos);
-    CHECK(took >= std::chrono::milliseconds(200));
-    CHECK(took < std::chrono::seconds(5));
-}
+    TEST_CASE("permission denied on the socket file is its own error") {
+        if (::geteuid() == 0) {
+            MESSAGE("skipped in-process: root ignores socket file permissions; the e2e test runs "
+                    "the CLI as nobody instead");
+            return;
+        }
+        temp_dir dir;
+        service::server srv(
+            {.listen = {proto::endpoint::unix_path(dir.file("p.sock"))}, .socket_mode = 0});
+        srv.start();
+        client::client c;
+        auto r = c.get(unix_url(dir.file("p.sock"), "/hello"));
+        REQUIRE_FALSE(r);
+        CHECK(r.error().code == errc::permission_denied);
+    }
 
-TEST_CASE("the connect deadline fires when a TCP listener's backlog is full") {
-    // A listener with backlog 0 that never accepts: once its queue is full the kernel drops
-    // further SYNs, so connect() hangs and only our deadline ends it.
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-    REQUIRE(::listen(fd, 0) == 0);
-    socklen_t len = sizeof addr;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-    const auto endpoint = proto::endpoint::tcp("127.0.0.1", ntohs(addr.sin_port));
-    std::vector<std::unique_ptr<raw_socket>> fillers;
-    for (int i = 0; i < 4; ++i)
-        fillers.push_back(std::make_unique<raw_socket>(endpoint, std::chrono::milliseconds(100)));
-
-    client::client c({.connect_timeout = std::chrono::milliseconds(200),
-                      .timeout = std::chrono::milliseconds(5000)});
-    auto r = c.get(proto::make_url(endpoint, "/hello"));
-    ::close(fd);
-    REQUIRE_FALSE(r);
-    if (r.error().code != errc::connect_timeout) {
-        MESSAGE("this kernel accepted the connection despite the full backlog ("
-                << r.error().message << "); the connect deadline is not observable here");
+    TEST_CASE("the total deadline fires against a socket that never answers") {
+        temp_dir dir;
+        mute_socket mute(dir.file("mute.sock"), true);
+        client::client c({.connect_timeout = std::chrono::milliseconds(5000),
+                          .timeout = std::chrono::milliseconds(200)});
+        const auto t0 = std::chrono::steady_clock::now();
+        auto r = c.get(unix_url(dir.file("mute.sock"), "/hello"));
+        const auto took = std::chrono::steady_clock::now() - t0;
+        REQUIRE_FALSE(r);
         CHECK(r.error().code == errc::timeout);
-        return;
+        CHECK(r.error().message.find("request deadline of 200 ms exceeded") != std::string::npos);
+        CHECK(r.error().message.find("mute.sock") != std::string::npos);
+        CHECK(took >= std::chrono::milliseconds(200));
+        CHECK(took < std::chrono::seconds(5));
     }
-    CHECK(r.error().message.find("connect timeout") != std::string::npos);
-    CHECK(r.error().message.find(endpoint.to_string()) != std::string::npos);
-}
 
-TEST_CASE("a pooled connection the server closed is replaced, and the request retried") {
-    server_fixture srv(true, {.idle_timeout = std::chrono::milliseconds(50)});
-    client::client c;
-    REQUIRE(c.get(srv.url("/hello")));
-    CHECK(c.idle_connections() == 1);
-    // Let the server's idle deadline close the pooled connection.
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
-    auto r = c.get(srv.url("/hello/again"));
-    REQUIRE(r);
-    CHECK(r->body == "Hello again");
-    CHECK(c.connections_opened() == 2);
-}
+    TEST_CASE("the connect deadline fires when a TCP listener's backlog is full") {
+        // A listener with backlog 0 that never accepts: once its queue is full the kernel drops
+        // further SYNs, so connect() hangs and only our deadline ends it.
+        const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+        REQUIRE(::listen(fd, 0) == 0);
+        socklen_t len = sizeof addr;
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+        const auto endpoint = proto::endpoint::tcp("127.0.0.1", ntohs(addr.sin_port));
+        std::vector<std::unique_ptr<raw_socket>> fillers;
+        for (int i = 0; i < 4; ++i)
+            fillers.push_back(
+                std::make_unique<raw_socket>(endpoint, std::chrono::milliseconds(100)));
 
-TEST_CASE("the pool is keyed by endpoint: many URLs on one socket share one connection") {
-    server_fixture srv(true);
-    server_fixture other(true);
-    client::client c;
-    for (int i = 0; i < 1000; ++i) {
-        const char* target = i % 3 == 0 ? "/hello" : i % 3 == 1 ? "/hello/x" : "/healthz";
-        auto r = c.get(srv.url(target));
+        client::client c({.connect_timeout = std::chrono::milliseconds(200),
+                          .timeout = std::chrono::milliseconds(5000)});
+        auto r = c.get(proto::make_url(endpoint, "/hello"));
+        ::close(fd);
+        REQUIRE_FALSE(r);
+        if (r.error().code != errc::connect_timeout) {
+            MESSAGE("this kernel accepted the connection despite the full backlog ("
+                    << r.error().message << "); the connect deadline is not observable here");
+            CHECK(r.error().code == errc::timeout);
+            return;
+        }
+        CHECK(r.error().message.find("connect timeout") != std::string::npos);
+        CHECK(r.error().message.find(endpoint.to_string()) != std::string::npos);
+    }
+
+    TEST_CASE("a pooled connection the server closed is replaced, and the request retried") {
+        server_fixture srv(true, {.idle_timeout = std::chrono::milliseconds(50)});
+        client::client c;
+        REQUIRE(c.get(srv.url("/hello")));
+        CHECK(c.idle_connections() == 1);
+        // Let the server's idle deadline close the pooled connection.
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        auto r = c.get(srv.url("/hello/again"));
         REQUIRE(r);
+        CHECK(r->body == "Hello again");
+        CHECK(c.connections_opened() == 2);
     }
-    CHECK(c.connections_opened() == 1);
-    REQUIRE(c.get(other.url("/hello")));
-    CHECK(c.connections_opened() == 2);
-    CHECK(c.idle_connections() == 2);
-}
 
-TEST_CASE("JSON helpers, and server errors round-trip to errc") {
-    server_fixture srv(false);
-    client::client c;
-    auto hello = c.get_json(srv.url("/hello/Ada"));
-    REQUIRE(hello);
-    CHECK(*hello == nlohmann::json{{"message", "Hello Ada"}, {"name", "Ada"}});
+    TEST_CASE("the pool is keyed by endpoint: many URLs on one socket share one connection") {
+        server_fixture srv(true);
+        server_fixture other(true);
+        client::client c;
+        for (int i = 0; i < 1000; ++i) {
+            const char* target = i % 3 == 0 ? "/hello" : i % 3 == 1 ? "/hello/x" : "/healthz";
+            auto r = c.get(srv.url(target));
+            REQUIRE(r);
+        }
+        CHECK(c.connections_opened() == 1);
+        REQUIRE(c.get(other.url("/hello")));
+        CHECK(c.connections_opened() == 2);
+        CHECK(c.idle_connections() == 2);
+    }
 
-    auto echoed = c.post_json(srv.url("/echo"), {{"k", {1, 2, 3}}});
-    REQUIRE(echoed);
-    CHECK((*echoed)["k"][2] == 3);
+    TEST_CASE("JSON helpers, and server errors round-trip to errc") {
+        server_fixture srv(false);
+        client::client c;
+        auto hello = c.get_json(srv.url("/hello/Ada"));
+        REQUIRE(hello);
+        CHECK(*hello == nlohmann::json{{"message", "Hello Ada"}, {"name", "Ada"}});
 
-    auto nf = c.get_json(srv.url("/nope"));
-    REQUIRE_FALSE(nf);
-    CHECK(nf.error().code == errc::not_found);
-    CHECK(nf.error().message.find("404 Not Found: no route for GET /nope") != std::string::npos);
+        auto echoed = c.post_json(srv.url("/echo"), {{"k", {1, 2, 3}}});
+        REQUIRE(echoed);
+        CHECK((*echoed)["k"][2] == 3);
 
-    auto not_json = c.get_json(srv.url("/metrics"));
-    REQUIRE_FALSE(not_json);
-    CHECK(not_json.error().code == errc::invalid_json);
-}
+        auto nf = c.get_json(srv.url("/nope"));
+        REQUIRE_FALSE(nf);
+        CHECK(nf.error().code == errc::not_found);
+        CHECK(nf.error().message.find("404 Not Found: no route for GET /nope") !=
+              std::string::npos);
 
-TEST_CASE("HEAD through the client reads no body") {
-    server_fixture srv(true);
-    client::client c;
-    auto r = c.send({.method = "HEAD", .url = srv.url("/hello"), .headers = {}, .body = {}});
-    REQUIRE(r);
-    CHECK(r->status == 200);
-    CHECK(r->header("Content-Length") == "15");
-    CHECK(r->body.empty());
-    CHECK(c.get(srv.url("/hello"))->body == "Hello Anonymous"); // same connection, in sync
-    CHECK(c.connections_opened() == 1);
-}
+        auto not_json = c.get_json(srv.url("/metrics"));
+        REQUIRE_FALSE(not_json);
+        CHECK(not_json.error().code == errc::invalid_json);
+    }
 
-TEST_CASE("value() on a failed result throws system_error with the message") {
-    temp_dir dir;
-    client::client c;
-    auto r = c.get(unix_url(dir.file("x.sock"), "/"));
-    CHECK_THROWS_WITH_AS(r.value(), doctest::Contains("is the server running?"),
-                         boost::system::system_error);
-}
+    TEST_CASE("HEAD through the client reads no body") {
+        server_fixture srv(true);
+        client::client c;
+        auto r = c.send({.method = "HEAD", .url = srv.url("/hello"), .headers = {}, .body = {}});
+        REQUIRE(r);
+        CHECK(r->status == 200);
+        CHECK(r->header("Content-Length") == "15");
+        CHECK(r->body.empty());
+        CHECK(c.get(srv.url("/hello"))->body == "Hello Anonymous"); // same connection, in sync
+        CHECK(c.connections_opened() == 1);
+    }
+
+    TEST_CASE("value() on a failed result throws system_error with the message") {
+        temp_dir dir;
+        client::client c;
+        auto r = c.get(unix_url(dir.file("x.sock"), "/"));
+        CHECK_THROWS_WITH_AS(r.value(), doctest::Contains("is the server running?"),
+                             boost::system::system_error);
+    }
 
 } // TEST_SUITE

@@ -35,8 +35,7 @@ public:
         argv.insert(argv.end(), extra.begin(), extra.end());
         proc = std::make_unique<child>(argv, dir);
         const auto expected = with_tcp ? "listening on tcp://" : "listening on unix:";
-        REQUIRE_MESSAGE(proc->wait_for_output(expected),
-                        "udshttpd did not start: " << proc->err());
+        REQUIRE_MESSAGE(proc->wait_for_output(expected), "udshttpd did not start: " << proc->err());
         if (with_tcp) {
             std::smatch m;
             const auto out = proc->out();
@@ -67,310 +66,313 @@ bool require_peer(const std::string& program, const std::string& package) {
 
 TEST_SUITE("e2e") {
 
-TEST_CASE("udshttpd: prints where it listens and a curl line, removes its socket on SIGTERM") {
-    daemon_fixture d(true);
-    const auto out = d.proc->out();
-    CHECK(out.find("listening on unix:" + d.socket_path()) != std::string::npos);
-    CHECK(out.find("try: curl --unix-socket " + d.socket_path() + " http://localhost/hello") !=
-          std::string::npos);
-    CHECK(out.find("try: curl 'http://127.0.0.1:" + std::to_string(d.tcp_port) + "/hello'") !=
-          std::string::npos);
-    CHECK(std::filesystem::exists(d.socket_path()));
-    d.proc->signal(SIGTERM);
-    CHECK(d.proc->wait(10s) == 0);
-    CHECK_FALSE(std::filesystem::exists(d.socket_path()));
-    CHECK_FALSE(std::filesystem::exists(d.socket_path() + ".lock"));
-}
+    TEST_CASE("udshttpd: prints where it listens and a curl line, removes its socket on SIGTERM") {
+        daemon_fixture d(true);
+        const auto out = d.proc->out();
+        CHECK(out.find("listening on unix:" + d.socket_path()) != std::string::npos);
+        CHECK(out.find("try: curl --unix-socket " + d.socket_path() + " http://localhost/hello") !=
+              std::string::npos);
+        CHECK(out.find("try: curl 'http://127.0.0.1:" + std::to_string(d.tcp_port) + "/hello'") !=
+              std::string::npos);
+        CHECK(std::filesystem::exists(d.socket_path()));
+        d.proc->signal(SIGTERM);
+        CHECK(d.proc->wait(10s) == 0);
+        CHECK_FALSE(std::filesystem::exists(d.socket_path()));
+        CHECK_FALSE(std::filesystem::exists(d.socket_path() + ".lock"));
+    }
 
-TEST_CASE("udshttpd: SIGINT stops it too and a second server on the same path is refused") {
-    daemon_fixture d;
-    auto second = run({udshttpd_path(), "--listen", d.socket_path()}, d.dir);
-    CHECK(second.code == 1);
-    CHECK(second.err.find("already serving on " + d.socket_path()) != std::string::npos);
-    d.proc->signal(SIGINT);
-    CHECK(d.proc->wait(10s) == 0);
-    CHECK_FALSE(std::filesystem::exists(d.socket_path()));
-}
+    TEST_CASE("udshttpd: SIGINT stops it too and a second server on the same path is refused") {
+        daemon_fixture d;
+        auto second = run({udshttpd_path(), "--listen", d.socket_path()}, d.dir);
+        CHECK(second.code == 1);
+        CHECK(second.err.find("already serving on " + d.socket_path()) != std::string::npos);
+        d.proc->signal(SIGINT);
+        CHECK(d.proc->wait(10s) == 0);
+        CHECK_FALSE(std::filesystem::exists(d.socket_path()));
+    }
 
-TEST_CASE("udshttpd: --help, --version and bad options") {
-    temp_dir dir;
-    auto help = run({udshttpd_path(), "--help"}, dir);
-    CHECK(help.code == 0);
-    CHECK(help.out.find("--listen ENDPOINT") != std::string::npos);
-    auto version = run({udshttpd_path(), "--version"}, dir);
-    CHECK(version.out == "udshttpd " UDSHTTP_VERSION_STRING "\n");
-    auto bad = run({udshttpd_path(), "--frobnicate"}, dir);
-    CHECK(bad.code == 2);
-    CHECK(bad.err == "udshttpd: unknown option '--frobnicate' (see udshttpd --help)\n");
-    auto bad_ep = run({udshttpd_path(), "--listen", "8080"}, dir);
-    CHECK(bad_ep.code == 2);
-    CHECK(bad_ep.err.find("tcp://127.0.0.1:8080") != std::string::npos);
-    auto long_path = run({udshttpd_path(), "--listen", "/" + std::string(120, 'x')}, dir);
-    CHECK(long_path.code == 2);
-    CHECK(long_path.err.find("121 bytes; the limit on this platform is 107") !=
-          std::string::npos);
-    auto bad_size = run({udshttpd_path(), "--max-body-bytes", "lots"}, dir);
-    CHECK(bad_size.code == 2);
-    CHECK(bad_size.err.find("invalid size 'lots'") != std::string::npos);
-    write_file(dir.file("file"), "x");
-    auto not_socket = run({udshttpd_path(), "--listen", dir.file("file")}, dir);
-    CHECK(not_socket.code == 1);
-    CHECK(not_socket.err.find("is a regular file, not a socket") != std::string::npos);
-}
+    TEST_CASE("udshttpd: --help, --version and bad options") {
+        temp_dir dir;
+        auto help = run({udshttpd_path(), "--help"}, dir);
+        CHECK(help.code == 0);
+        CHECK(help.out.find("--listen ENDPOINT") != std::string::npos);
+        auto version = run({udshttpd_path(), "--version"}, dir);
+        CHECK(version.out == "udshttpd " UDSHTTP_VERSION_STRING "\n");
+        auto bad = run({udshttpd_path(), "--frobnicate"}, dir);
+        CHECK(bad.code == 2);
+        CHECK(bad.err == "udshttpd: unknown option '--frobnicate' (see udshttpd --help)\n");
+        auto bad_ep = run({udshttpd_path(), "--listen", "8080"}, dir);
+        CHECK(bad_ep.code == 2);
+        CHECK(bad_ep.err.find("tcp://127.0.0.1:8080") != std::string::npos);
+        auto long_path = run({udshttpd_path(), "--listen", "/" + std::string(120, 'x')}, dir);
+        CHECK(long_path.code == 2);
+        CHECK(long_path.err.find("121 bytes; the limit on this platform is 107") !=
+              std::string::npos);
+        auto bad_size = run({udshttpd_path(), "--max-body-bytes", "lots"}, dir);
+        CHECK(bad_size.code == 2);
+        CHECK(bad_size.err.find("invalid size 'lots'") != std::string::npos);
+        write_file(dir.file("file"), "x");
+        auto not_socket = run({udshttpd_path(), "--listen", dir.file("file")}, dir);
+        CHECK(not_socket.code == 1);
+        CHECK(not_socket.err.find("is a regular file, not a socket") != std::string::npos);
+    }
 
-TEST_CASE("curl --unix-socket: hello, JSON, echo of a file, echo JSON, errors") {
-    if (!require_peer("curl", "curl"))
-        return;
-    daemon_fixture d(true);
-    const auto sock = d.socket_path();
-    auto curl = [&](std::vector<std::string> args) {
-        std::vector<std::string> argv{"curl", "-sS", "--unix-socket", sock};
-        argv.insert(argv.end(), args.begin(), args.end());
-        return run(argv, d.dir);
-    };
-    CHECK(curl({"http://localhost/hello"}).out == "Hello Anonymous");
-    CHECK(curl({"http://localhost/hello/Ada"}).out == "Hello Ada");
-    CHECK(curl({"-H", "Accept: application/json", "http://localhost/hello/Ada"}).out ==
-          R"({"message":"Hello Ada","name":"Ada"})");
+    TEST_CASE("curl --unix-socket: hello, JSON, echo of a file, echo JSON, errors") {
+        if (!require_peer("curl", "curl"))
+            return;
+        daemon_fixture d(true);
+        const auto sock = d.socket_path();
+        auto curl = [&](std::vector<std::string> args) {
+            std::vector<std::string> argv{"curl", "-sS", "--unix-socket", sock};
+            argv.insert(argv.end(), args.begin(), args.end());
+            return run(argv, d.dir);
+        };
+        CHECK(curl({"http://localhost/hello"}).out == "Hello Anonymous");
+        CHECK(curl({"http://localhost/hello/Ada"}).out == "Hello Ada");
+        CHECK(curl({"-H", "Accept: application/json", "http://localhost/hello/Ada"}).out ==
+              R"({"message":"Hello Ada","name":"Ada"})");
 
-    std::string blob(3 << 20, '\0'); // 3 MiB: curl sends Expect: 100-continue
-    for (std::size_t i = 0; i < blob.size(); ++i)
-        blob[i] = static_cast<char>(i * 131 + (i >> 11));
-    write_file(d.dir.file("blob"), blob);
-    auto echo = curl({"--data-binary", "@" + d.dir.file("blob"), "-H",
-                      "Content-Type: image/x-test", "-D", d.dir.file("headers"), "-o",
-                      d.dir.file("blob.out"), "http://localhost/echo"});
-    CHECK(echo.code == 0);
-    CHECK(read_file(d.dir.file("blob.out")) == blob);
-    CHECK(read_file(d.dir.file("headers")).find("Content-Type: image/x-test") !=
-          std::string::npos);
+        std::string blob(3 << 20, '\0'); // 3 MiB: curl sends Expect: 100-continue
+        for (std::size_t i = 0; i < blob.size(); ++i)
+            blob[i] = static_cast<char>(i * 131 + (i >> 11));
+        write_file(d.dir.file("blob"), blob);
+        auto echo = curl({"--data-binary", "@" + d.dir.file("blob"), "-H",
+                          "Content-Type: image/x-test", "-D", d.dir.file("headers"), "-o",
+                          d.dir.file("blob.out"), "http://localhost/echo"});
+        CHECK(echo.code == 0);
+        CHECK(read_file(d.dir.file("blob.out")) == blob);
+        CHECK(read_file(d.dir.file("headers")).find("Content-Type: image/x-test") !=
+              std::string::npos);
 
-    auto chunked = curl({"-H", "Transfer-Encoding: chunked", "--data-binary", "chunky",
-                         "http://localhost/echo"});
-    CHECK(chunked.out == "chunky");
+        auto chunked = curl({"-H", "Transfer-Encoding: chunked", "--data-binary", "chunky",
+                             "http://localhost/echo"});
+        CHECK(chunked.out == "chunky");
 
-    auto info = nlohmann::json::parse(curl({"http://localhost/echo"}).out);
-    CHECK(info["method"] == "GET");
-    CHECK(info["target"] == "/echo");
-    CHECK(info["peer"]["transport"] == "unix");
-    CHECK(info["peer"]["uid"] == ::getuid());
-    CHECK(info["peer"]["pid"].get<int>() > 0);
-    CHECK(info["peer"]["pid"].get<int>() != ::getpid()); // it was curl
+        auto info = nlohmann::json::parse(curl({"http://localhost/echo"}).out);
+        CHECK(info["method"] == "GET");
+        CHECK(info["target"] == "/echo");
+        CHECK(info["peer"]["transport"] == "unix");
+        CHECK(info["peer"]["uid"] == ::getuid());
+        CHECK(info["peer"]["pid"].get<int>() > 0);
+        CHECK(info["peer"]["pid"].get<int>() != ::getpid()); // it was curl
 
-    auto http10 = curl({"-0", "-i", "http://localhost/hello"});
-    CHECK(http10.out.starts_with("HTTP/1.0 200 OK"));
+        auto http10 = curl({"-0", "-i", "http://localhost/hello"});
+        CHECK(http10.out.starts_with("HTTP/1.0 200 OK"));
 
-    auto nf = curl({"-w", "%{http_code}", "http://localhost/nope"});
-    CHECK(nf.out.ends_with("404"));
-    CHECK(nf.out.find(R"("code":"not_found")") != std::string::npos);
+        auto nf = curl({"-w", "%{http_code}", "http://localhost/nope"});
+        CHECK(nf.out.ends_with("404"));
+        CHECK(nf.out.find(R"("code":"not_found")") != std::string::npos);
 
-    auto tcp = run({"curl", "-sS", "http://127.0.0.1:" + std::to_string(d.tcp_port) + "/hello/tcp"},
-                   d.dir);
-    CHECK(tcp.out == "Hello tcp");
-    auto tcp_info = nlohmann::json::parse(
-        run({"curl", "-sS", "http://127.0.0.1:" + std::to_string(d.tcp_port) + "/echo"}, d.dir)
-            .out);
-    CHECK(tcp_info["peer"]["address"] == "127.0.0.1");
-    CHECK(tcp_info["peer"]["port"].get<int>() > 0);
-}
+        auto tcp =
+            run({"curl", "-sS", "http://127.0.0.1:" + std::to_string(d.tcp_port) + "/hello/tcp"},
+                d.dir);
+        CHECK(tcp.out == "Hello tcp");
+        auto tcp_info = nlohmann::json::parse(
+            run({"curl", "-sS", "http://127.0.0.1:" + std::to_string(d.tcp_port) + "/echo"}, d.dir)
+                .out);
+        CHECK(tcp_info["peer"]["address"] == "127.0.0.1");
+        CHECK(tcp_info["peer"]["port"].get<int>() > 0);
+    }
 
-TEST_CASE("curl over IPv6 and abstract sockets, several --listen at once") {
-    if (!require_peer("curl", "curl"))
-        return;
-    temp_dir dir;
-    const auto name = "udshttp-e2e-" + std::to_string(::getpid());
-    child d({udshttpd_path(), "--listen", dir.file("a.sock"), "--listen", "@" + name, "--listen",
-             "[::1]:0"},
-            dir);
-    if (!d.wait_for_output("listening on tcp://[::1]:")) {
-        if (d.err().find("Cannot assign requested address") != std::string::npos) {
-            MESSAGE("skipped: no IPv6 loopback here: " << d.err());
+    TEST_CASE("curl over IPv6 and abstract sockets, several --listen at once") {
+        if (!require_peer("curl", "curl"))
+            return;
+        temp_dir dir;
+        const auto name = "udshttp-e2e-" + std::to_string(::getpid());
+        child d({udshttpd_path(), "--listen", dir.file("a.sock"), "--listen", "@" + name,
+                 "--listen", "[::1]:0"},
+                dir);
+        if (!d.wait_for_output("listening on tcp://[::1]:")) {
+            if (d.err().find("Cannot assign requested address") != std::string::npos) {
+                MESSAGE("skipped: no IPv6 loopback here: " << d.err());
+                return;
+            }
+            FAIL("udshttpd did not start: " << d.err());
+        }
+        std::smatch m;
+        const auto out = d.out();
+        REQUIRE(std::regex_search(out, m, std::regex("tcp://\\[::1\\]:(\\d+)")));
+        CHECK(run({"curl", "-sS", "-g", "http://[::1]:" + std::string(m[1]) + "/hello/six"}, dir)
+                  .out == "Hello six");
+        CHECK(
+            run({"curl", "-sS", "--abstract-unix-socket", name, "http://localhost/hello/abs"}, dir)
+                .out == "Hello abs");
+        CHECK(run({"curl", "-sS", "--unix-socket", dir.file("a.sock"), "http://localhost/hello/p"},
+                  dir)
+                  .out == "Hello p");
+    }
+
+    TEST_CASE("udshttp CLI: curl's flags and exit codes") {
+        daemon_fixture d(true);
+        const auto url = d.unix_url("/hello/Ada");
+        auto cli = [&](std::vector<std::string> args, child::spawn_options o = {}) {
+            args.insert(args.begin(), udshttp_path());
+            return run(args, d.dir, std::move(o));
+        };
+        auto hello = cli({url});
+        CHECK(hello.code == 0);
+        CHECK(hello.out == "Hello Ada");
+
+        CHECK(cli({"http://127.0.0.1:" + std::to_string(d.tcp_port) + "/hello"}).out ==
+              "Hello Anonymous");
+        CHECK(cli({"--unix-socket", d.socket_path(), "http://localhost/hello/u"}).out == "Hello u");
+        CHECK(cli({"-H", "Accept: application/json", url}).out ==
+              R"({"message":"Hello Ada","name":"Ada"})");
+
+        auto included = cli({"-i", url});
+        CHECK(included.out.starts_with("HTTP/1.1 200 OK\r\n"));
+        CHECK(included.out.find("Content-Length: 9\r\n") != std::string::npos);
+        CHECK(included.out.ends_with("\r\n\r\nHello Ada"));
+
+        std::string blob(1 << 20, '\0');
+        for (std::size_t i = 0; i < blob.size(); ++i)
+            blob[i] = static_cast<char>(i ^ (i >> 8));
+        write_file(d.dir.file("blob"), blob);
+        auto echo = cli({"--data-binary", "@" + d.dir.file("blob"), "-o", d.dir.file("out"),
+                         d.unix_url("/echo")});
+        CHECK(echo.code == 0);
+        CHECK(read_file(d.dir.file("out")) == blob);
+
+        auto from_stdin = cli({"-X", "PUT", "--data-binary", "@-", d.unix_url("/echo")},
+                              {.uid = {}, .env = {}, .stdin_file = d.dir.file("blob")});
+        CHECK(from_stdin.out == blob);
+
+        write_file(d.dir.file("lines"), "a=1\nb=2\n");
+        auto form = cli({"-d", "@" + d.dir.file("lines"), "-d", "c=3", "-w", " %{content_type}",
+                         d.unix_url("/echo")});
+        CHECK(form.out == "a=1b=2&c=3 application/x-www-form-urlencoded");
+
+        auto json = cli({"--json", R"({"k":1})", d.unix_url("/echo")});
+        CHECK(json.out == R"({"k":1})");
+
+        auto verbose = cli({"-v", url});
+        CHECK(verbose.err.find("> GET /hello/Ada HTTP/1.1") != std::string::npos);
+        CHECK(verbose.err.find("< HTTP/1.1 200 OK") != std::string::npos);
+
+        auto head = cli({"-I", url});
+        CHECK(head.out.starts_with("HTTP/1.1 200 OK"));
+        CHECK(head.out.ends_with("\r\n\r\n"));
+
+        auto code = cli({"-s", "-o", "/dev/null", "-w", "%{http_code}\\n", d.unix_url("/nope")});
+        CHECK(code.code == 0);
+        CHECK(code.out == "404\n");
+
+        auto fail = cli({"--fail", d.unix_url("/nope")});
+        CHECK(fail.code == 22);
+        CHECK(fail.out.empty());
+        CHECK(fail.err == "udshttp: GET " + d.unix_url("/nope") +
+                              ": the server answered 404 Not Found: no route for GET /nope\n");
+        CHECK(cli({"-sf", d.unix_url("/nope")}).err.empty());
+        CHECK(cli({"-sSf", d.unix_url("/nope")}).err.find("404") != std::string::npos);
+
+        auto method = cli({"-X", "DELETE", "-f", d.unix_url("/echo")});
+        CHECK(method.code == 22);
+        CHECK(method.err.find("405 Method Not Allowed") != std::string::npos);
+
+        auto no_server =
+            cli({proto::make_url(proto::endpoint::unix_path(d.dir.file("none.sock")), "/x")});
+        CHECK(no_server.code == 7);
+        CHECK(no_server.err == "udshttp: connect to unix:" + d.dir.file("none.sock") +
+                                   ": no such socket file (is the server running?)\n");
+
+        auto bad_url = cli({"http+unix://%zz/"});
+        CHECK(bad_url.code == 3);
+        CHECK(bad_url.err.starts_with("udshttp: invalid URL 'http+unix://%zz/'"));
+
+        auto missing_file = cli({"--data-binary", "@" + d.dir.file("nope"), url});
+        CHECK(missing_file.code == 26);
+        CHECK(missing_file.err.find("cannot read data file") != std::string::npos);
+
+        CHECK(cli({"--bogus", url}).code == 2);
+        CHECK(cli({}).code == 2);
+        auto help = cli({"--help"});
+        CHECK(help.code == 0);
+        CHECK(help.out.find("--unix-socket PATH") != std::string::npos);
+    }
+
+    TEST_CASE("udshttp CLI: timeouts exit 28 and say which deadline fired") {
+        temp_dir dir;
+        // A listening socket nobody answers: a Python one-liner holds it open.
+        if (!require_peer("/usr/bin/python3", "python3"))
+            return;
+        const auto path = dir.file("mute.sock");
+        child holder({"/usr/bin/python3", "-c",
+                      "import socket,sys,time\n"
+                      "s=socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1])\ns.listen(8)\n"
+                      "print('ready',flush=True)\ntime.sleep(60)\n",
+                      path},
+                     dir);
+        REQUIRE(holder.wait_for_output("ready"));
+        auto r = run({udshttp_path(), "--max-time", "300ms",
+                      proto::make_url(proto::endpoint::unix_path(path), "/")},
+                     dir);
+        CHECK(r.code == 28);
+        CHECK(r.err.find("request deadline of 300 ms exceeded") != std::string::npos);
+    }
+
+    TEST_CASE("udshttp CLI: permission denied on the socket, as another user") {
+        if (::geteuid() != 0) {
+            MESSAGE("skipped: needs root to run the CLI as nobody (the client suite covers this "
+                    "case in-process when not root)");
             return;
         }
-        FAIL("udshttpd did not start: " << d.err());
+        daemon_fixture d(false, {"--socket-mode", "0660"});
+        ::chmod(d.dir.path().c_str(), 0755); // nobody may traverse the dir, not use the socket
+        auto r = run({udshttp_path(), d.unix_url("/hello")}, d.dir,
+                     {.uid = 65534, .env = {}, .stdin_file = {}});
+        CHECK(r.code == 7);
+        CHECK(r.err.find("connect to unix:" + d.socket_path() + ": permission denied") !=
+              std::string::npos);
     }
-    std::smatch m;
-    const auto out = d.out();
-    REQUIRE(std::regex_search(out, m, std::regex("tcp://\\[::1\\]:(\\d+)")));
-    CHECK(run({"curl", "-sS", "-g", "http://[::1]:" + std::string(m[1]) + "/hello/six"}, dir).out ==
-          "Hello six");
-    CHECK(run({"curl", "-sS", "--abstract-unix-socket", name, "http://localhost/hello/abs"}, dir)
-              .out == "Hello abs");
-    CHECK(run({"curl", "-sS", "--unix-socket", dir.file("a.sock"), "http://localhost/hello/p"},
-              dir)
-              .out == "Hello p");
-}
 
-TEST_CASE("udshttp CLI: curl's flags and exit codes") {
-    daemon_fixture d(true);
-    const auto url = d.unix_url("/hello/Ada");
-    auto cli = [&](std::vector<std::string> args, child::spawn_options o = {}) {
-        args.insert(args.begin(), udshttp_path());
-        return run(args, d.dir, std::move(o));
-    };
-    auto hello = cli({url});
-    CHECK(hello.code == 0);
-    CHECK(hello.out == "Hello Ada");
-
-    CHECK(cli({"http://127.0.0.1:" + std::to_string(d.tcp_port) + "/hello"}).out ==
-          "Hello Anonymous");
-    CHECK(cli({"--unix-socket", d.socket_path(), "http://localhost/hello/u"}).out == "Hello u");
-    CHECK(cli({"-H", "Accept: application/json", url}).out ==
-          R"({"message":"Hello Ada","name":"Ada"})");
-
-    auto included = cli({"-i", url});
-    CHECK(included.out.starts_with("HTTP/1.1 200 OK\r\n"));
-    CHECK(included.out.find("Content-Length: 9\r\n") != std::string::npos);
-    CHECK(included.out.ends_with("\r\n\r\nHello Ada"));
-
-    std::string blob(1 << 20, '\0');
-    for (std::size_t i = 0; i < blob.size(); ++i)
-        blob[i] = static_cast<char>(i ^ (i >> 8));
-    write_file(d.dir.file("blob"), blob);
-    auto echo = cli({"--data-binary", "@" + d.dir.file("blob"), "-o", d.dir.file("out"),
-                     d.unix_url("/echo")});
-    CHECK(echo.code == 0);
-    CHECK(read_file(d.dir.file("out")) == blob);
-
-    auto from_stdin = cli({"-X", "PUT", "--data-binary", "@-", d.unix_url("/echo")},
-                          {.uid = {}, .env = {}, .stdin_file = d.dir.file("blob")});
-    CHECK(from_stdin.out == blob);
-
-    write_file(d.dir.file("lines"), "a=1\nb=2\n");
-    auto form = cli({"-d", "@" + d.dir.file("lines"), "-d", "c=3", "-w", " %{content_type}",
-                     d.unix_url("/echo")});
-    CHECK(form.out == "a=1b=2&c=3 application/x-www-form-urlencoded");
-
-    auto json = cli({"--json", R"({"k":1})", d.unix_url("/echo")});
-    CHECK(json.out == R"({"k":1})");
-
-    auto verbose = cli({"-v", url});
-    CHECK(verbose.err.find("> GET /hello/Ada HTTP/1.1") != std::string::npos);
-    CHECK(verbose.err.find("< HTTP/1.1 200 OK") != std::string::npos);
-
-    auto head = cli({"-I", url});
-    CHECK(head.out.starts_with("HTTP/1.1 200 OK"));
-    CHECK(head.out.ends_with("\r\n\r\n"));
-
-    auto code = cli({"-s", "-o", "/dev/null", "-w", "%{http_code}\\n", d.unix_url("/nope")});
-    CHECK(code.code == 0);
-    CHECK(code.out == "404\n");
-
-    auto fail = cli({"--fail", d.unix_url("/nope")});
-    CHECK(fail.code == 22);
-    CHECK(fail.out.empty());
-    CHECK(fail.err == "udshttp: GET " + d.unix_url("/nope") +
-                          ": the server answered 404 Not Found: no route for GET /nope\n");
-    CHECK(cli({"-sf", d.unix_url("/nope")}).err.empty());
-    CHECK(cli({"-sSf", d.unix_url("/nope")}).err.find("404") != std::string::npos);
-
-    auto method = cli({"-X", "DELETE", "-f", d.unix_url("/echo")});
-    CHECK(method.code == 22);
-    CHECK(method.err.find("405 Method Not Allowed") != std::string::npos);
-
-    auto no_server = cli({proto::make_url(proto::endpoint::unix_path(d.dir.file("none.sock")),
-                                          "/x")});
-    CHECK(no_server.code == 7);
-    CHECK(no_server.err == "udshttp: connect to unix:" + d.dir.file("none.sock") +
-                               ": no such socket file (is the server running?)\n");
-
-    auto bad_url = cli({"http+unix://%zz/"});
-    CHECK(bad_url.code == 3);
-    CHECK(bad_url.err.starts_with("udshttp: invalid URL 'http+unix://%zz/'"));
-
-    auto missing_file = cli({"--data-binary", "@" + d.dir.file("nope"), url});
-    CHECK(missing_file.code == 26);
-    CHECK(missing_file.err.find("cannot read data file") != std::string::npos);
-
-    CHECK(cli({"--bogus", url}).code == 2);
-    CHECK(cli({}).code == 2);
-    auto help = cli({"--help"});
-    CHECK(help.code == 0);
-    CHECK(help.out.find("--unix-socket PATH") != std::string::npos);
-}
-
-TEST_CASE("udshttp CLI: timeouts exit 28 and say which deadline fired") {
-    temp_dir dir;
-    // A listening socket nobody answers: a Python one-liner holds it open.
-    if (!require_peer("/usr/bin/python3", "python3"))
-        return;
-    const auto path = dir.file("mute.sock");
-    child holder({"/usr/bin/python3", "-c",
-                  "import socket,sys,time\n"
-                  "s=socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1])\ns.listen(8)\n"
-                  "print('ready',flush=True)\ntime.sleep(60)\n",
-                  path},
-                 dir);
-    REQUIRE(holder.wait_for_output("ready"));
-    auto r = run({udshttp_path(), "--max-time", "300ms",
-                  proto::make_url(proto::endpoint::unix_path(path), "/")},
-                 dir);
-    CHECK(r.code == 28);
-    CHECK(r.err.find("request deadline of 300 ms exceeded") != std::string::npos);
-}
-
-TEST_CASE("udshttp CLI: permission denied on the socket, as another user") {
-    if (::geteuid() != 0) {
-        MESSAGE("skipped: needs root to run the CLI as nobody (the client suite covers this "
-                "case in-process when not root)");
-        return;
+    TEST_CASE("Python aiohttp UnixConnector drives the server") {
+        if (!require_peer("/usr/bin/python3", "python3"))
+            return;
+        temp_dir probe_dir;
+        if (run({"/usr/bin/python3", "-c", "import aiohttp"}, probe_dir).code != 0) {
+            if (in_ci())
+                FAIL("python3-aiohttp is missing in CI; the test command installs it");
+            MESSAGE("skipped: python3-aiohttp not installed (apt-get install python3-aiohttp)");
+            return;
+        }
+        daemon_fixture d;
+        auto r =
+            run({"/usr/bin/python3", peers_dir() + "/aiohttp_client.py", d.socket_path()}, d.dir);
+        INFO(r.out << r.err);
+        CHECK(r.code == 0);
+        CHECK(r.out.find("checks passed") != std::string::npos);
     }
-    daemon_fixture d(false, {"--socket-mode", "0660"});
-    ::chmod(d.dir.path().c_str(), 0755); // nobody may traverse the dir, not use the socket
-    auto r = run({udshttp_path(), d.unix_url("/hello")}, d.dir,
-                 {.uid = 65534, .env = {}, .stdin_file = {}});
-    CHECK(r.code == 7);
-    CHECK(r.err.find("connect to unix:" + d.socket_path() + ": permission denied") !=
-          std::string::npos);
-}
 
-TEST_CASE("Python aiohttp UnixConnector drives the server") {
-    if (!require_peer("/usr/bin/python3", "python3"))
-        return;
-    temp_dir probe_dir;
-    if (run({"/usr/bin/python3", "-c", "import aiohttp"}, probe_dir).code != 0) {
-        if (in_ci())
-            FAIL("python3-aiohttp is missing in CI; the test command installs it");
-        MESSAGE("skipped: python3-aiohttp not installed (apt-get install python3-aiohttp)");
-        return;
-    }
-    daemon_fixture d;
-    auto r = run({"/usr/bin/python3", peers_dir() + "/aiohttp_client.py", d.socket_path()}, d.dir);
-    INFO(r.out << r.err);
-    CHECK(r.code == 0);
-    CHECK(r.out.find("checks passed") != std::string::npos);
-}
-
-TEST_CASE("100 clients at once, 100 keep-alive requests each, all answered correctly") {
-    daemon_fixture d(false, {"--threads", "2"});
-    constexpr int clients = 100;
-    constexpr int requests = 100;
-    std::atomic<int> good{0};
-    std::atomic<int> connections{0};
-    std::atomic<bool> go{false};
-    std::vector<std::thread> threads;
-    for (int t = 0; t < clients; ++t)
-        threads.emplace_back([&, t] {
-            while (!go)
-                std::this_thread::yield();
-            client::client c;
-            for (int i = 0; i < requests; ++i) {
-                const auto name = std::to_string(t) + "-" + std::to_string(i);
-                if (i % 2 == 0) {
-                    auto r = c.get(d.unix_url("/hello/" + name));
-                    good += r && r->body == "Hello " + name;
-                } else {
-                    auto r = c.post(d.unix_url("/echo"), name, "text/plain");
-                    good += r && r->body == name;
+    TEST_CASE("100 clients at once, 100 keep-alive requests each, all answered correctly") {
+        daemon_fixture d(false, {"--threads", "2"});
+        constexpr int clients = 100;
+        constexpr int requests = 100;
+        std::atomic<int> good{0};
+        std::atomic<int> connections{0};
+        std::atomic<bool> go{false};
+        std::vector<std::thread> threads;
+        for (int t = 0; t < clients; ++t)
+            threads.emplace_back([&, t] {
+                while (!go)
+                    std::this_thread::yield();
+                client::client c;
+                for (int i = 0; i < requests; ++i) {
+                    const auto name = std::to_string(t) + "-" + std::to_string(i);
+                    if (i % 2 == 0) {
+                        auto r = c.get(d.unix_url("/hello/" + name));
+                        good += r && r->body == "Hello " + name;
+                    } else {
+                        auto r = c.post(d.unix_url("/echo"), name, "text/plain");
+                        good += r && r->body == name;
+                    }
                 }
-            }
-            connections += static_cast<int>(c.connections_opened());
-        });
-    go = true;
-    for (auto& t : threads)
-        t.join();
-    CHECK(good == clients * requests);
-    CHECK(connections == clients); // keep-alive held for every client
-}
+                connections += static_cast<int>(c.connections_opened());
+            });
+        go = true;
+        for (auto& t : threads)
+            t.join();
+        CHECK(good == clients * requests);
+        CHECK(connections == clients); // keep-alive held for every client
+    }
 
 } // TEST_SUITE

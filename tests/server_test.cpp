@@ -42,409 +42,412 @@ std::string roundtrip(const proto::endpoint& where, const std::string& bytes) {
 
 TEST_SUITE("service") {
 
-TEST_CASE_TEMPLATE("hello in text and JSON, names percent-decoded", T, BOTH_TRANSPORTS) {
-    transport_fixture<T> srv;
-    client::client c;
-    auto r = c.get(srv.url("/hello"));
-    REQUIRE(r);
-    CHECK(r->status == 200);
-    CHECK(r->body == "Hello Anonymous");
-    CHECK(r->header("Content-Type") == "text/plain; charset=utf-8");
-    CHECK(r->header("Server") == "udshttp/" UDSHTTP_VERSION_STRING);
-    CHECK_FALSE(r->header("Date").empty());
-
-    CHECK(c.get(srv.url("/"))->body == "Hello Anonymous");
-    CHECK(c.get(srv.url("/hello/Ada"))->body == "Hello Ada");
-    CHECK(c.get(srv.url("/hello/Ada%20Lovelace"))->body == "Hello Ada Lovelace");
-
-    auto j = c.get(srv.url("/hello/Ada"), {{"Accept", "application/json"}});
-    REQUIRE(j);
-    CHECK(j->header("Content-Type") == "application/json");
-    CHECK(j->body == R"({"message":"Hello Ada","name":"Ada"})");
-
-    // Our client refuses to send a malformed URL, so this one goes raw.
-    const auto bad = roundtrip(srv.endpoint(), "GET /hello/%zz HTTP/1.1\r\nHost: x\r\n"
-                                               "Connection: close\r\n\r\n");
-    CHECK(status_line(bad) == "HTTP/1.1 400 Bad Request");
-    CHECK(body_of(bad).find("invalid percent-encoding") != std::string::npos);
-}
-
-TEST_CASE_TEMPLATE("echo returns the body byte for byte with the request's Content-Type", T,
-                   BOTH_TRANSPORTS) {
-    transport_fixture<T> srv;
-    client::client c;
-    std::string body(1 << 20, '\0');
-    for (std::size_t i = 0; i < body.size(); ++i)
-        body[i] = static_cast<char>((i * 7919) >> 3);
-    for (const char* method : {"POST", "PUT", "PATCH"}) {
-        auto r = c.send({.method = method,
-                         .url = srv.url("/echo"),
-                         .headers = {{"Content-Type", "application/x-test"}},
-                         .body = body});
+    TEST_CASE_TEMPLATE("hello in text and JSON, names percent-decoded", T, BOTH_TRANSPORTS) {
+        transport_fixture<T> srv;
+        client::client c;
+        auto r = c.get(srv.url("/hello"));
         REQUIRE(r);
         CHECK(r->status == 200);
-        CHECK(r->header("Content-Type") == "application/x-test");
-        CHECK(r->body.size() == body.size());
-        CHECK(r->body == body);
-    }
-    auto empty = c.post(srv.url("/echo"), "", "text/plain");
-    REQUIRE(empty);
-    CHECK(empty->body.empty());
-    auto untyped = c.send({.method = "POST", .url = srv.url("/echo"), .headers = {}, .body = "x"});
-    CHECK(untyped->header("Content-Type") == "application/octet-stream");
-}
+        CHECK(r->body == "Hello Anonymous");
+        CHECK(r->header("Content-Type") == "text/plain; charset=utf-8");
+        CHECK(r->header("Server") == "udshttp/" UDSHTTP_VERSION_STRING);
+        CHECK_FALSE(r->header("Date").empty());
 
-TEST_CASE_TEMPLATE("GET /echo describes the request and the peer", T, BOTH_TRANSPORTS) {
-    transport_fixture<T> srv;
-    client::client c;
-    auto r = c.get(srv.url("/echo?x=1"), {{"X-Test", "a"}, {"X-Test", "b"}});
-    REQUIRE(r);
-    auto info = proto::decode<proto::echo_info>(r->body);
-    REQUIRE(info);
-    CHECK(info->method == "GET");
-    CHECK(info->target == "/echo?x=1");
-    CHECK(info->version == "HTTP/1.1");
-    int x_test = 0;
-    for (const auto& [k, v] : info->headers)
-        x_test += k == "X-Test";
-    CHECK(x_test == 2);
-    if constexpr (std::is_same_v<T, unix_transport>) {
-        CHECK(info->peer.transport == "unix");
-        CHECK(info->peer.pid == ::getpid());
-        CHECK(info->peer.uid == ::getuid());
-        CHECK(info->peer.gid == ::getgid());
-    } else {
-        CHECK(info->peer.transport == "tcp");
-        CHECK(info->peer.address == "127.0.0.1");
-        CHECK(info->peer.port > 0);
-        CHECK_FALSE(info->peer.pid);
-    }
-}
+        CHECK(c.get(srv.url("/"))->body == "Hello Anonymous");
+        CHECK(c.get(srv.url("/hello/Ada"))->body == "Hello Ada");
+        CHECK(c.get(srv.url("/hello/Ada%20Lovelace"))->body == "Hello Ada Lovelace");
 
-TEST_CASE_TEMPLATE("HEAD answers like GET without a body", T, BOTH_TRANSPORTS) {
-    transport_fixture<T> srv;
-    // HEAD then GET pipelined: the GET answer must follow the bodiless HEAD answer directly.
-    raw_socket s(srv.endpoint());
-    REQUIRE(s.send("HEAD /hello HTTP/1.1\r\nHost: x\r\n\r\n"
-                   "GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
-    const auto raw = s.read_all();
-    CHECK(count_responses(raw) == 2);
-    const auto second = raw.find("HTTP/1.1", 1);
-    REQUIRE(second != std::string::npos);
-    const auto head = raw.substr(0, second);
-    CHECK(head.find("Content-Length: 15\r\n") != std::string::npos);
-    CHECK(head.ends_with("\r\n\r\n"));
-    CHECK(body_of(raw.substr(second)) == "Hello Anonymous");
-}
-
-TEST_CASE_TEMPLATE("HTTP/1.0: answered in 1.0, closed unless keep-alive is asked", T,
-                   BOTH_TRANSPORTS) {
-    transport_fixture<T> srv;
-    const auto raw = roundtrip(srv.endpoint(), "GET /hello HTTP/1.0\r\n\r\n");
-    CHECK(status_line(raw) == "HTTP/1.0 200 OK");
-    CHECK(body_of(raw) == "Hello Anonymous"); // read_all returned: the server closed
-
-    raw_socket s(srv.endpoint());
-    REQUIRE(s.send("GET /hello/a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
-    const auto first = s.read_responses(1);
-    CHECK(first.find("Connection: keep-alive") != std::string::npos);
-    REQUIRE(s.send("GET /hello/b HTTP/1.0\r\n\r\n"));
-    CHECK(body_of(s.read_all()) == "Hello b");
-}
-
-TEST_CASE_TEMPLATE("chunked request bodies are decoded", T, BOTH_TRANSPORTS) {
-    transport_fixture<T> srv;
-    const auto raw = roundtrip(srv.endpoint(), "POST /echo HTTP/1.1\r\nHost: x\r\n"
-                                              "Transfer-Encoding: chunked\r\n"
-                                              "Connection: close\r\n\r\n"
-                                              "5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n");
-    CHECK(status_line(raw) == "HTTP/1.1 200 OK");
-    CHECK(body_of(raw) == "hello world");
-}
-
-TEST_CASE_TEMPLATE("pipelined requests are answered in order", T, BOTH_TRANSPORTS) {
-    transport_fixture<T> srv;
-    std::string batch;
-    for (int i = 0; i < 20; ++i)
-        batch += "GET /hello/" + std::to_string(i) + " HTTP/1.1\r\nHost: x\r\n\r\n";
-    batch += "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nend";
-    batch += "GET /hello/last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    const auto raw = roundtrip(srv.endpoint(), batch);
-    CHECK(count_responses(raw) == 22);
-    std::size_t pos = 0;
-    for (int i = 0; i < 20; ++i) {
-        const auto want = "\r\n\r\nHello " + std::to_string(i);
-        const auto at = raw.find(want, pos);
-        REQUIRE_MESSAGE(at != std::string::npos, "response " << i << " missing or out of order");
-        pos = at + 1;
-    }
-    CHECK(raw.find("\r\n\r\nend", pos) != std::string::npos);
-    CHECK(raw.ends_with("Hello last"));
-}
-
-TEST_CASE_TEMPLATE("keep-alive: one connection serves many requests", T, BOTH_TRANSPORTS) {
-    transport_fixture<T> srv;
-    client::client c;
-    for (int i = 0; i < 100; ++i) {
-        auto r = c.get(srv.url(i % 3 == 0 ? "/hello" : i % 3 == 1 ? "/healthz" : "/hello/x"));
-        REQUIRE(r);
-        CHECK(r->status == 200);
-    }
-    CHECK(c.connections_opened() == 1);
-    CHECK(c.idle_connections() == 1);
-}
-
-TEST_CASE_TEMPLATE("404 and 405 are JSON errors; 405 carries Allow", T, BOTH_TRANSPORTS) {
-    transport_fixture<T> srv;
-    client::client c;
-    auto nf = c.get(srv.url("/nope"));
-    REQUIRE(nf);
-    CHECK(nf->status == 404);
-    CHECK(nf->header("Content-Type") == "application/json");
-    auto body = nf->error_body();
-    REQUIRE(body);
-    CHECK(body->status == 404);
-    CHECK(body->reason == "Not Found");
-    CHECK(body->code == "not_found");
-    CHECK(body->message == "no route for GET /nope");
-
-    auto na = c.send({.method = "DELETE", .url = srv.url("/echo"), .headers = {}, .body = {}});
-    REQUIRE(na);
-    CHECK(na->status == 405);
-    CHECK(na->header("Allow") == "GET, POST, PUT, PATCH, HEAD");
-    CHECK(na->error_body()->code == "method_not_allowed");
-
-    // The connection survives error answers.
-    CHECK(c.get(srv.url("/hello"))->status == 200);
-    CHECK(c.connections_opened() == 1);
-}
-
-TEST_CASE_TEMPLATE("healthz and metrics", T, BOTH_TRANSPORTS) {
-    transport_fixture<T> srv;
-    client::client c;
-    auto h = c.get_json(srv.url("/healthz"));
-    REQUIRE(h);
-    CHECK((*h)["status"] == "ok");
-    CHECK((*h)["version"] == UDSHTTP_VERSION_STRING);
-    CHECK((*h)["connections"] == 1);
-
-    c.get(srv.url("/nope"));
-    auto m = c.get(srv.url("/metrics"));
-    REQUIRE(m);
-    CHECK(m->header("Content-Type").starts_with("text/plain; version=0.0.4"));
-    CHECK(m->body.find("udshttp_requests_total{code=\"2xx\"} 1\n") != std::string::npos);
-    CHECK(m->body.find("udshttp_requests_total{code=\"4xx\"} 1\n") != std::string::npos);
-    CHECK(m->body.find("# TYPE udshttp_connections_open gauge\n") != std::string::npos);
-    CHECK(m->body.find("udshttp_connections_open 1\n") != std::string::npos);
-}
-
-TEST_CASE_TEMPLATE("embedders add routes with {param} and may replace a built-in one", T,
-                   BOTH_TRANSPORTS) {
-    transport_fixture<T> srv({}, [](service::router& r) {
-        r.get("/items/{id}", [](const service::request& req, service::response& res) {
-            service::set_json(res, {{"id", req.param("id")}, {"uid", req.peer().uid.value()}});
-        });
-        r.get("/healthz", [](const service::request&, service::response& res) {
-            service::set_text(res, "mine");
-        });
-        r.get("/teapot", [](const service::request&, service::response& res) {
-            res.result(418);
-            service::set_text(res, "short and stout");
-        });
-    });
-    client::client c;
-    if constexpr (std::is_same_v<T, unix_transport>) {
-        auto j = c.get_json(srv.url("/items/42"));
+        auto j = c.get(srv.url("/hello/Ada"), {{"Accept", "application/json"}});
         REQUIRE(j);
-        CHECK((*j)["id"] == "42");
-        CHECK((*j)["uid"] == ::getuid());
-    } else {
-        // Over TCP there is no uid: the handler's .value() throws; the server answers 500.
-        auto r = c.get(srv.url("/items/42"));
+        CHECK(j->header("Content-Type") == "application/json");
+        CHECK(j->body == R"({"message":"Hello Ada","name":"Ada"})");
+
+        // Our client refuses to send a malformed URL, so this one goes raw.
+        const auto bad = roundtrip(srv.endpoint(), "GET /hello/%zz HTTP/1.1\r\nHost: x\r\n"
+                                                   "Connection: close\r\n\r\n");
+        CHECK(status_line(bad) == "HTTP/1.1 400 Bad Request");
+        CHECK(body_of(bad).find("invalid percent-encoding") != std::string::npos);
+    }
+
+    TEST_CASE_TEMPLATE("echo returns the body byte for byte with the request's Content-Type", T,
+                       BOTH_TRANSPORTS) {
+        transport_fixture<T> srv;
+        client::client c;
+        std::string body(1 << 20, '\0');
+        for (std::size_t i = 0; i < body.size(); ++i)
+            body[i] = static_cast<char>((i * 7919) >> 3);
+        for (const char* method : {"POST", "PUT", "PATCH"}) {
+            auto r = c.send({.method = method,
+                             .url = srv.url("/echo"),
+                             .headers = {{"Content-Type", "application/x-test"}},
+                             .body = body});
+            REQUIRE(r);
+            CHECK(r->status == 200);
+            CHECK(r->header("Content-Type") == "application/x-test");
+            CHECK(r->body.size() == body.size());
+            CHECK(r->body == body);
+        }
+        auto empty = c.post(srv.url("/echo"), "", "text/plain");
+        REQUIRE(empty);
+        CHECK(empty->body.empty());
+        auto untyped =
+            c.send({.method = "POST", .url = srv.url("/echo"), .headers = {}, .body = "x"});
+        CHECK(untyped->header("Content-Type") == "application/octet-stream");
+    }
+
+    TEST_CASE_TEMPLATE("GET /echo describes the request and the peer", T, BOTH_TRANSPORTS) {
+        transport_fixture<T> srv;
+        client::client c;
+        auto r = c.get(srv.url("/echo?x=1"), {{"X-Test", "a"}, {"X-Test", "b"}});
         REQUIRE(r);
-        CHECK(r->status == 500);
-        CHECK(r->error_body()->code == "internal_error");
+        auto info = proto::decode<proto::echo_info>(r->body);
+        REQUIRE(info);
+        CHECK(info->method == "GET");
+        CHECK(info->target == "/echo?x=1");
+        CHECK(info->version == "HTTP/1.1");
+        int x_test = 0;
+        for (const auto& [k, v] : info->headers)
+            x_test += k == "X-Test";
+        CHECK(x_test == 2);
+        if constexpr (std::is_same_v<T, unix_transport>) {
+            CHECK(info->peer.transport == "unix");
+            CHECK(info->peer.pid == ::getpid());
+            CHECK(info->peer.uid == ::getuid());
+            CHECK(info->peer.gid == ::getgid());
+        } else {
+            CHECK(info->peer.transport == "tcp");
+            CHECK(info->peer.address == "127.0.0.1");
+            CHECK(info->peer.port > 0);
+            CHECK_FALSE(info->peer.pid);
+        }
     }
-    CHECK(c.get(srv.url("/healthz"))->body == "mine");
-    CHECK(c.get(srv.url("/teapot"))->status == 418);
-    CHECK(c.get(srv.url("/hello"))->status == 200); // the server keeps serving after a 500
-}
 
-TEST_CASE_TEMPLATE("malformed requests get 400 and close; others are still served", T,
-                   BOTH_TRANSPORTS) {
-    transport_fixture<T> srv;
-    const char* bad[] = {
-        "GARBAGE\r\n\r\n",
-        "GET /hello HTTP/9.9\r\n\r\n",
-        "GET /hello HTTP/1.1\r\nBad Header\r\n\r\n",
-        "GET /hello HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
-        "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
-        "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n",
-        "G\x01T / HTTP/1.1\r\n\r\n",
-    };
-    for (const std::string b : bad) {
-        CAPTURE(b);
-        const auto raw = roundtrip(srv.endpoint(), b);
-        CHECK(status_line(raw) == "HTTP/1.1 400 Bad Request");
-        CHECK(body_of(raw).find("\"code\":\"bad_request\"") != std::string::npos);
-        CHECK(raw.find("Connection: close") != std::string::npos);
-    }
-    client::client c;
-    CHECK(c.get(srv.url("/hello"))->body == "Hello Anonymous");
-}
-
-TEST_CASE_TEMPLATE("limits: 431 for headers, 413 for bodies before reading them", T,
-                   BOTH_TRANSPORTS) {
-    transport_fixture<T> srv({.max_header_bytes = 1024, .max_body_bytes = 1000});
-    const auto big_header = roundtrip(
-        srv.endpoint(), "GET /hello HTTP/1.1\r\nX-Big: " + std::string(2000, 'a') + "\r\n\r\n");
-    CHECK(status_line(big_header) == "HTTP/1.1 431 Request Header Fields Too Large");
-    CHECK(body_of(big_header).find("1024 bytes") != std::string::npos);
-
-    // The Content-Length alone is refused: the body is never sent.
-    raw_socket s(srv.endpoint());
-    REQUIRE(s.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\n\r\n"));
-    const auto big_body = s.read_all();
-    CHECK(status_line(big_body) == "HTTP/1.1 413 Content Too Large");
-    CHECK(body_of(big_body).find("limit of 1000 bytes") != std::string::npos);
-
-    std::string chunks = "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
-    for (int i = 0; i < 3; ++i)
-        chunks += "1f4\r\n" + std::string(500, 'c') + "\r\n";
-    chunks += "0\r\n\r\n";
-    CHECK(status_line(roundtrip(srv.endpoint(), chunks)) == "HTTP/1.1 413 Content Too Large");
-
-    client::client c;
-    auto at_limit = c.post(srv.url("/echo"), std::string(1000, 'x'));
-    REQUIRE(at_limit);
-    CHECK(at_limit->status == 200);
-}
-
-TEST_CASE_TEMPLATE("Expect: 100-continue is answered before the body is read", T,
-                   BOTH_TRANSPORTS) {
-    transport_fixture<T> srv({.max_body_bytes = 100});
-    raw_socket s(srv.endpoint());
-    REQUIRE(s.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
-                   "Expect: 100-continue\r\nConnection: close\r\n\r\n"));
-    char buf[64] = {};
-    const auto n = ::recv(s.fd(), buf, sizeof buf, 0);
-    REQUIRE(n > 0);
-    CHECK(std::string(buf, static_cast<std::size_t>(n)) == "HTTP/1.1 100 Continue\r\n\r\n");
-    REQUIRE(s.send("hello"));
-    CHECK(body_of(s.read_all()) == "hello");
-
-    // Over the limit: 413 at once, no 100 Continue.
-    const auto refused = roundtrip(srv.endpoint(), "POST /echo HTTP/1.1\r\nHost: x\r\n"
-                                                  "Content-Length: 101\r\n"
-                                                  "Expect: 100-continue\r\n\r\n");
-    CHECK(status_line(refused) == "HTTP/1.1 413 Content Too Large");
-}
-
-TEST_CASE_TEMPLATE("deadlines: slow headers get 408, idle keep-alive connections are closed", T,
-                   BOTH_TRANSPORTS) {
-    transport_fixture<T> srv({.header_timeout = std::chrono::milliseconds(150),
-                              .idle_timeout = std::chrono::milliseconds(150)});
-    raw_socket slow(srv.endpoint());
-    REQUIRE(slow.send("GET /hello HTTP/1.1\r\nHost"));
-    const auto t0 = std::chrono::steady_clock::now();
-    const auto raw = slow.read_all();
-    const auto waited = std::chrono::steady_clock::now() - t0;
-    CHECK(status_line(raw) == "HTTP/1.1 408 Request Timeout");
-    CHECK(waited < std::chrono::seconds(3));
-
-    raw_socket idle(srv.endpoint());
-    REQUIRE(idle.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"));
-    const auto answered = idle.read_all(); // returns only when the server closes
-    CHECK(count_responses(answered) == 1);
-    CHECK(body_of(answered) == "Hello Anonymous");
-
-    // A connection that never sends a byte is closed without an answer.
-    raw_socket silent(srv.endpoint());
-    CHECK(silent.read_all().empty());
-
-    client::client c;
-    auto m = c.get(srv.url("/metrics"));
-    CHECK(m->body.find("udshttp_connection_timeouts_total 3\n") != std::string::npos);
-}
-
-TEST_CASE_TEMPLATE("max connections: one more gets 503 and is closed", T, BOTH_TRANSPORTS) {
-    transport_fixture<T> srv({.max_connections = 2});
-    client::client a;
-    client::client b;
-    REQUIRE(a.get(srv.url("/hello")));
-    REQUIRE(b.get(srv.url("/hello"))); // a and b each hold a kept-alive connection
-    raw_socket third(srv.endpoint());
-    REQUIRE(third.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"));
-    const auto raw = third.read_all();
-    CHECK(status_line(raw) == "HTTP/1.1 503 Service Unavailable");
-    CHECK(raw.find("Retry-After: 1") != std::string::npos);
-    CHECK(body_of(raw).find("limit 2") != std::string::npos);
-    // The admitted connections still work.
-    CHECK(a.get(srv.url("/hello"))->status == 200);
-    CHECK(a.connections_opened() == 1);
-}
-
-TEST_CASE_TEMPLATE("a client vanishing mid-request costs only its own connection", T,
-                   BOTH_TRANSPORTS) {
-    transport_fixture<T> srv;
-    for (int i = 0; i < 20; ++i) {
+    TEST_CASE_TEMPLATE("HEAD answers like GET without a body", T, BOTH_TRANSPORTS) {
+        transport_fixture<T> srv;
+        // HEAD then GET pipelined: the GET answer must follow the bodiless HEAD answer directly.
         raw_socket s(srv.endpoint());
-        REQUIRE(s.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\npartial"));
-        s.close();
-        raw_socket h(srv.endpoint());
-        REQUIRE(h.send("GET /hel"));
-        h.close();
+        REQUIRE(s.send("HEAD /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+                       "GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+        const auto raw = s.read_all();
+        CHECK(count_responses(raw) == 2);
+        const auto second = raw.find("HTTP/1.1", 1);
+        REQUIRE(second != std::string::npos);
+        const auto head = raw.substr(0, second);
+        CHECK(head.find("Content-Length: 15\r\n") != std::string::npos);
+        CHECK(head.ends_with("\r\n\r\n"));
+        CHECK(body_of(raw.substr(second)) == "Hello Anonymous");
     }
-    client::client c;
-    CHECK(c.get(srv.url("/hello"))->body == "Hello Anonymous");
-}
 
-TEST_CASE("a server listens on several endpoints at once, TCP over IPv6 too") {
-    temp_dir dir;
-    service::server srv({.listen = {proto::endpoint::unix_path(dir.file("a.sock")),
-                                    proto::endpoint::abstract("udshttp-test-" +
-                                                              std::to_string(::getpid())),
-                                    proto::endpoint::tcp("127.0.0.1", 0)}});
-    srv.start();
-    auto eps = srv.endpoints();
-    REQUIRE(eps.size() == 3);
-    client::client c;
-    for (const auto& e : eps) {
-        CAPTURE(e.to_string());
-        CHECK(c.get(proto::make_url(e, "/hello/multi"))->body == "Hello multi");
+    TEST_CASE_TEMPLATE("HTTP/1.0: answered in 1.0, closed unless keep-alive is asked", T,
+                       BOTH_TRANSPORTS) {
+        transport_fixture<T> srv;
+        const auto raw = roundtrip(srv.endpoint(), "GET /hello HTTP/1.0\r\n\r\n");
+        CHECK(status_line(raw) == "HTTP/1.0 200 OK");
+        CHECK(body_of(raw) == "Hello Anonymous"); // read_all returned: the server closed
+
+        raw_socket s(srv.endpoint());
+        REQUIRE(s.send("GET /hello/a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+        const auto first = s.read_responses(1);
+        CHECK(first.find("Connection: keep-alive") != std::string::npos);
+        REQUIRE(s.send("GET /hello/b HTTP/1.0\r\n\r\n"));
+        CHECK(body_of(s.read_all()) == "Hello b");
     }
-    srv.stop();
 
-    service::server v6({.listen = {proto::endpoint::tcp("::1", 0)}});
-    try {
-        v6.start();
-    } catch (const service::startup_error& e) {
-        MESSAGE("skipping the IPv6 part: this machine has no ::1 (" << e.what() << ")");
-        return;
+    TEST_CASE_TEMPLATE("chunked request bodies are decoded", T, BOTH_TRANSPORTS) {
+        transport_fixture<T> srv;
+        const auto raw = roundtrip(srv.endpoint(), "POST /echo HTTP/1.1\r\nHost: x\r\n"
+                                                   "Transfer-Encoding: chunked\r\n"
+                                                   "Connection: close\r\n\r\n"
+                                                   "5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n");
+        CHECK(status_line(raw) == "HTTP/1.1 200 OK");
+        CHECK(body_of(raw) == "hello world");
     }
-    const auto ep = v6.endpoints().at(0);
-    CHECK(ep.address == "::1");
-    CHECK(c.get(proto::make_url(ep, "/hello/six"))->body == "Hello six");
-}
 
-TEST_CASE("several worker threads share the load") {
-    temp_dir dir;
-    service::server srv({.listen = {proto::endpoint::unix_path(dir.file("w.sock"))},
-                         .threads = 4});
-    srv.start();
-    const auto url = proto::make_url(srv.endpoints().at(0), "/hello/t");
-    std::vector<std::thread> threads;
-    std::atomic<int> good{0};
-    for (int t = 0; t < 8; ++t)
-        threads.emplace_back([&] {
-            client::client c;
-            for (int i = 0; i < 50; ++i)
-                if (auto r = c.get(url); r && r->body == "Hello t")
-                    ++good;
+    TEST_CASE_TEMPLATE("pipelined requests are answered in order", T, BOTH_TRANSPORTS) {
+        transport_fixture<T> srv;
+        std::string batch;
+        for (int i = 0; i < 20; ++i)
+            batch += "GET /hello/" + std::to_string(i) + " HTTP/1.1\r\nHost: x\r\n\r\n";
+        batch += "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nend";
+        batch += "GET /hello/last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        const auto raw = roundtrip(srv.endpoint(), batch);
+        CHECK(count_responses(raw) == 22);
+        std::size_t pos = 0;
+        for (int i = 0; i < 20; ++i) {
+            const auto want = "\r\n\r\nHello " + std::to_string(i);
+            const auto at = raw.find(want, pos);
+            REQUIRE_MESSAGE(at != std::string::npos,
+                            "response " << i << " missing or out of order");
+            pos = at + 1;
+        }
+        CHECK(raw.find("\r\n\r\nend", pos) != std::string::npos);
+        CHECK(raw.ends_with("Hello last"));
+    }
+
+    TEST_CASE_TEMPLATE("keep-alive: one connection serves many requests", T, BOTH_TRANSPORTS) {
+        transport_fixture<T> srv;
+        client::client c;
+        for (int i = 0; i < 100; ++i) {
+            auto r = c.get(srv.url(i % 3 == 0 ? "/hello" : i % 3 == 1 ? "/healthz" : "/hello/x"));
+            REQUIRE(r);
+            CHECK(r->status == 200);
+        }
+        CHECK(c.connections_opened() == 1);
+        CHECK(c.idle_connections() == 1);
+    }
+
+    TEST_CASE_TEMPLATE("404 and 405 are JSON errors and 405 carries Allow", T, BOTH_TRANSPORTS) {
+        transport_fixture<T> srv;
+        client::client c;
+        auto nf = c.get(srv.url("/nope"));
+        REQUIRE(nf);
+        CHECK(nf->status == 404);
+        CHECK(nf->header("Content-Type") == "application/json");
+        auto body = nf->error_body();
+        REQUIRE(body);
+        CHECK(body->status == 404);
+        CHECK(body->reason == "Not Found");
+        CHECK(body->code == "not_found");
+        CHECK(body->message == "no route for GET /nope");
+
+        auto na = c.send({.method = "DELETE", .url = srv.url("/echo"), .headers = {}, .body = {}});
+        REQUIRE(na);
+        CHECK(na->status == 405);
+        CHECK(na->header("Allow") == "GET, POST, PUT, PATCH, HEAD");
+        CHECK(na->error_body()->code == "method_not_allowed");
+
+        // The connection survives error answers.
+        CHECK(c.get(srv.url("/hello"))->status == 200);
+        CHECK(c.connections_opened() == 1);
+    }
+
+    TEST_CASE_TEMPLATE("healthz and metrics", T, BOTH_TRANSPORTS) {
+        transport_fixture<T> srv;
+        client::client c;
+        auto h = c.get_json(srv.url("/healthz"));
+        REQUIRE(h);
+        CHECK((*h)["status"] == "ok");
+        CHECK((*h)["version"] == UDSHTTP_VERSION_STRING);
+        CHECK((*h)["connections"] == 1);
+
+        c.get(srv.url("/nope"));
+        auto m = c.get(srv.url("/metrics"));
+        REQUIRE(m);
+        CHECK(m->header("Content-Type").starts_with("text/plain; version=0.0.4"));
+        CHECK(m->body.find("udshttp_requests_total{code=\"2xx\"} 1\n") != std::string::npos);
+        CHECK(m->body.find("udshttp_requests_total{code=\"4xx\"} 1\n") != std::string::npos);
+        CHECK(m->body.find("# TYPE udshttp_connections_open gauge\n") != std::string::npos);
+        CHECK(m->body.find("udshttp_connections_open 1\n") != std::string::npos);
+    }
+
+    TEST_CASE_TEMPLATE("embedders add routes with {param} and may replace a built-in one", T,
+                       BOTH_TRANSPORTS) {
+        transport_fixture<T> srv({}, [](service::router& r) {
+            r.get("/items/{id}", [](const service::request& req, service::response& res) {
+                service::set_json(res, {{"id", req.param("id")}, {"uid", req.peer().uid.value()}});
+            });
+            r.get("/healthz", [](const service::request&, service::response& res) {
+                service::set_text(res, "mine");
+            });
+            r.get("/teapot", [](const service::request&, service::response& res) {
+                res.result(418);
+                service::set_text(res, "short and stout");
+            });
         });
-    for (auto& t : threads)
-        t.join();
-    CHECK(good == 400);
-}
+        client::client c;
+        if constexpr (std::is_same_v<T, unix_transport>) {
+            auto j = c.get_json(srv.url("/items/42"));
+            REQUIRE(j);
+            CHECK((*j)["id"] == "42");
+            CHECK((*j)["uid"] == ::getuid());
+        } else {
+            // Over TCP there is no uid: the handler's .value() throws; the server answers 500.
+            auto r = c.get(srv.url("/items/42"));
+            REQUIRE(r);
+            CHECK(r->status == 500);
+            CHECK(r->error_body()->code == "internal_error");
+        }
+        CHECK(c.get(srv.url("/healthz"))->body == "mine");
+        CHECK(c.get(srv.url("/teapot"))->status == 418);
+        CHECK(c.get(srv.url("/hello"))->status == 200); // the server keeps serving after a 500
+    }
+
+    TEST_CASE_TEMPLATE("malformed requests get 400 and close while others are still served", T,
+                       BOTH_TRANSPORTS) {
+        transport_fixture<T> srv;
+        const char* bad[] = {
+            "GARBAGE\r\n\r\n",
+            "GET /hello HTTP/9.9\r\n\r\n",
+            "GET /hello HTTP/1.1\r\nBad Header\r\n\r\n",
+            "GET /hello HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+            "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+            "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n",
+            "G\x01T / HTTP/1.1\r\n\r\n",
+        };
+        for (const std::string b : bad) {
+            CAPTURE(b);
+            const auto raw = roundtrip(srv.endpoint(), b);
+            CHECK(status_line(raw) == "HTTP/1.1 400 Bad Request");
+            CHECK(body_of(raw).find("\"code\":\"bad_request\"") != std::string::npos);
+            CHECK(raw.find("Connection: close") != std::string::npos);
+        }
+        client::client c;
+        CHECK(c.get(srv.url("/hello"))->body == "Hello Anonymous");
+    }
+
+    TEST_CASE_TEMPLATE("limits: 431 for headers, 413 for bodies before reading them", T,
+                       BOTH_TRANSPORTS) {
+        transport_fixture<T> srv({.max_header_bytes = 1024, .max_body_bytes = 1000});
+        const auto big_header = roundtrip(
+            srv.endpoint(), "GET /hello HTTP/1.1\r\nX-Big: " + std::string(2000, 'a') + "\r\n\r\n");
+        CHECK(status_line(big_header) == "HTTP/1.1 431 Request Header Fields Too Large");
+        CHECK(body_of(big_header).find("1024 bytes") != std::string::npos);
+
+        // The Content-Length alone is refused: the body is never sent.
+        raw_socket s(srv.endpoint());
+        REQUIRE(s.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\n\r\n"));
+        const auto big_body = s.read_all();
+        CHECK(status_line(big_body) == "HTTP/1.1 413 Content Too Large");
+        CHECK(body_of(big_body).find("limit of 1000 bytes") != std::string::npos);
+
+        std::string chunks = "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+        for (int i = 0; i < 3; ++i)
+            chunks += "1f4\r\n" + std::string(500, 'c') + "\r\n";
+        chunks += "0\r\n\r\n";
+        CHECK(status_line(roundtrip(srv.endpoint(), chunks)) == "HTTP/1.1 413 Content Too Large");
+
+        client::client c;
+        auto at_limit = c.post(srv.url("/echo"), std::string(1000, 'x'));
+        REQUIRE(at_limit);
+        CHECK(at_limit->status == 200);
+    }
+
+    TEST_CASE_TEMPLATE("Expect: 100-continue is answered before the body is read", T,
+                       BOTH_TRANSPORTS) {
+        transport_fixture<T> srv({.max_body_bytes = 100});
+        raw_socket s(srv.endpoint());
+        REQUIRE(s.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                       "Expect: 100-continue\r\nConnection: close\r\n\r\n"));
+        char buf[64] = {};
+        const auto n = ::recv(s.fd(), buf, sizeof buf, 0);
+        REQUIRE(n > 0);
+        CHECK(std::string(buf, static_cast<std::size_t>(n)) == "HTTP/1.1 100 Continue\r\n\r\n");
+        REQUIRE(s.send("hello"));
+        CHECK(body_of(s.read_all()) == "hello");
+
+        // Over the limit: 413 at once, no 100 Continue.
+        const auto refused = roundtrip(srv.endpoint(), "POST /echo HTTP/1.1\r\nHost: x\r\n"
+                                                       "Content-Length: 101\r\n"
+                                                       "Expect: 100-continue\r\n\r\n");
+        CHECK(status_line(refused) == "HTTP/1.1 413 Content Too Large");
+    }
+
+    TEST_CASE_TEMPLATE("deadlines: slow headers get 408, idle keep-alive connections are closed", T,
+                       BOTH_TRANSPORTS) {
+        transport_fixture<T> srv({.header_timeout = std::chrono::milliseconds(150),
+                                  .idle_timeout = std::chrono::milliseconds(150)});
+        raw_socket slow(srv.endpoint());
+        REQUIRE(slow.send("GET /hello HTTP/1.1\r\nHost"));
+        const auto t0 = std::chrono::steady_clock::now();
+        const auto raw = slow.read_all();
+        const auto waited = std::chrono::steady_clock::now() - t0;
+        CHECK(status_line(raw) == "HTTP/1.1 408 Request Timeout");
+        CHECK(waited < std::chrono::seconds(3));
+
+        raw_socket idle(srv.endpoint());
+        REQUIRE(idle.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"));
+        const auto answered = idle.read_all(); // returns only when the server closes
+        CHECK(count_responses(answered) == 1);
+        CHECK(body_of(answered) == "Hello Anonymous");
+
+        // A connection that never sends a byte is closed without an answer.
+        raw_socket silent(srv.endpoint());
+        CHECK(silent.read_all().empty());
+
+        client::client c;
+        auto m = c.get(srv.url("/metrics"));
+        CHECK(m->body.find("udshttp_connection_timeouts_total 3\n") != std::string::npos);
+    }
+
+    TEST_CASE_TEMPLATE("max connections: one more gets 503 and is closed", T, BOTH_TRANSPORTS) {
+        transport_fixture<T> srv({.max_connections = 2});
+        client::client a;
+        client::client b;
+        REQUIRE(a.get(srv.url("/hello")));
+        REQUIRE(b.get(srv.url("/hello"))); // a and b each hold a kept-alive connection
+        raw_socket third(srv.endpoint());
+        REQUIRE(third.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"));
+        const auto raw = third.read_all();
+        CHECK(status_line(raw) == "HTTP/1.1 503 Service Unavailable");
+        CHECK(raw.find("Retry-After: 1") != std::string::npos);
+        CHECK(body_of(raw).find("limit 2") != std::string::npos);
+        // The admitted connections still work.
+        CHECK(a.get(srv.url("/hello"))->status == 200);
+        CHECK(a.connections_opened() == 1);
+    }
+
+    TEST_CASE_TEMPLATE("a client vanishing mid-request costs only its own connection", T,
+                       BOTH_TRANSPORTS) {
+        transport_fixture<T> srv;
+        for (int i = 0; i < 20; ++i) {
+            raw_socket s(srv.endpoint());
+            REQUIRE(
+                s.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\npartial"));
+            s.close();
+            raw_socket h(srv.endpoint());
+            REQUIRE(h.send("GET /hel"));
+            h.close();
+        }
+        client::client c;
+        CHECK(c.get(srv.url("/hello"))->body == "Hello Anonymous");
+    }
+
+    TEST_CASE("a server listens on several endpoints at once, TCP over IPv6 too") {
+        temp_dir dir;
+        service::server srv(
+            {.listen = {proto::endpoint::unix_path(dir.file("a.sock")),
+                        proto::endpoint::abstract("udshttp-test-" + std::to_string(::getpid())),
+                        proto::endpoint::tcp("127.0.0.1", 0)}});
+        srv.start();
+        auto eps = srv.endpoints();
+        REQUIRE(eps.size() == 3);
+        client::client c;
+        for (const auto& e : eps) {
+            CAPTURE(e.to_string());
+            CHECK(c.get(proto::make_url(e, "/hello/multi"))->body == "Hello multi");
+        }
+        srv.stop();
+
+        service::server v6({.listen = {proto::endpoint::tcp("::1", 0)}});
+        try {
+            v6.start();
+        } catch (const service::startup_error& e) {
+            MESSAGE("skipping the IPv6 part: this machine has no ::1 (" << e.what() << ")");
+            return;
+        }
+        const auto ep = v6.endpoints().at(0);
+        CHECK(ep.address == "::1");
+        CHECK(c.get(proto::make_url(ep, "/hello/six"))->body == "Hello six");
+    }
+
+    TEST_CASE("several worker threads share the load") {
+        temp_dir dir;
+        service::server srv(
+            {.listen = {proto::endpoint::unix_path(dir.file("w.sock"))}, .threads = 4});
+        srv.start();
+        const auto url = proto::make_url(srv.endpoints().at(0), "/hello/t");
+        std::vector<std::thread> threads;
+        std::atomic<int> good{0};
+        for (int t = 0; t < 8; ++t)
+            threads.emplace_back([&] {
+                client::client c;
+                for (int i = 0; i < 50; ++i)
+                    if (auto r = c.get(url); r && r->body == "Hello t")
+                        ++good;
+            });
+        for (auto& t : threads)
+            t.join();
+        CHECK(good == 400);
+    }
 
 } // TEST_SUITE

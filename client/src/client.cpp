@@ -32,8 +32,8 @@ namespace http = beast::http;
 using clock = std::chrono::steady_clock;
 using executor = asio::io_context::executor_type;
 using use_tuple = asio::as_tuple_t<asio::use_awaitable_t<executor>>;
-using socket_type = use_tuple::as_default_on_t<
-    asio::basic_stream_socket<asio::generic::stream_protocol, executor>>;
+using socket_type =
+    use_tuple::as_default_on_t<asio::basic_stream_socket<asio::generic::stream_protocol, executor>>;
 using resolver_type = use_tuple::as_default_on_t<asio::ip::basic_resolver<asio::ip::tcp, executor>>;
 using timer_type = asio::basic_waitable_timer<clock, asio::wait_traits<clock>, executor>;
 template <class T> using awaitable = asio::awaitable<T, executor>;
@@ -201,8 +201,8 @@ struct client::impl {
             ec = co_await try_connect(*c, asio::local::stream_protocol::endpoint(where.address));
             break;
         case proto::transport::unix_abstract:
-            ec = co_await try_connect(*c, 
-                asio::local::stream_protocol::endpoint(std::string(1, '\0') + where.address));
+            ec = co_await try_connect(
+                *c, asio::local::stream_protocol::endpoint(std::string(1, '\0') + where.address));
             break;
         case proto::transport::tcp: {
             boost::system::error_code addr_ec;
@@ -212,12 +212,12 @@ struct client::impl {
                 break;
             }
             resolver_type resolver(ctx.get_executor());
-            auto [rec, results] = co_await resolver.async_resolve(where.address,
-                                                                  std::to_string(where.port));
+            auto [rec, results] =
+                co_await resolver.async_resolve(where.address, std::to_string(where.port));
             if (rec) {
                 co_return error{make_error_code(errc::connect_failed),
-                                "connect to " + where.to_string() + ": cannot resolve host: " +
-                                    rec.message()};
+                                "connect to " + where.to_string() +
+                                    ": cannot resolve host: " + rec.message()};
             }
             ec = asio::error::host_not_found;
             for (const auto& r : results) {
@@ -327,8 +327,8 @@ struct client::impl {
                     co_return timed_out();
                 }
                 if (may_retry && received == 0 &&
-                    (rec == http::error::end_of_stream ||
-                     rec == asio::error::connection_reset || rec == asio::error::eof))
+                    (rec == http::error::end_of_stream || rec == asio::error::connection_reset ||
+                     rec == asio::error::eof))
                     continue;
                 wd.cancel();
                 if (rec == http::error::end_of_stream || rec == http::error::partial_message ||
@@ -377,11 +377,12 @@ result<response> client::send(const request& req) {
 }
 
 result<response> client::get(std::string_view url, fields headers) {
-    return send({.method = "GET", .url = std::string(url), .headers = std::move(headers), .body = {}});
+    return send(
+        {.method = "GET", .url = std::string(url), .headers = std::move(headers), .body = {}});
 }
 
-result<response> client::post(std::string_view url, std::string body,
-                              std::string_view content_type, fields headers) {
+result<response> client::post(std::string_view url, std::string body, std::string_view content_type,
+                              fields headers) {
     headers.emplace_back("Content-Type", std::string(content_type));
     return send({.method = "POST",
                  .url = std::string(url),
@@ -411,14 +412,12 @@ result<nlohmann::json> json_answer(const std::string& what, result<response> r) 
 } // namespace
 
 result<nlohmann::json> client::get_json(std::string_view url) {
-    return json_answer("GET " + std::string(url),
-                       get(url, {{"Accept", "application/json"}}));
+    return json_answer("GET " + std::string(url), get(url, {{"Accept", "application/json"}}));
 }
 
 result<nlohmann::json> client::post_json(std::string_view url, const nlohmann::json& body) {
-    return json_answer("POST " + std::string(url),
-                       post(url, body.dump(), "application/json",
-                            {{"Accept", "application/json"}}));
+    return json_answer("POST " + std::string(url), post(url, body.dump(), "application/json",
+                                                        {{"Accept", "application/json"}}));
 }
 
 std::uint64_t client::connections_opened() const noexcept {

@@ -276,9 +276,8 @@ std::string effective_url(cli& c) {
     auto parsed = udshttp::proto::url::parse(url);
     if (!parsed)
         die(c, bad_url, parsed.error().message);
-    auto where = c.unix_socket.empty()
-                     ? udshttp::proto::endpoint::parse("@" + c.abstract_socket)
-                     : udshttp::proto::endpoint::parse("unix:" + c.unix_socket);
+    auto where = c.unix_socket.empty() ? udshttp::proto::endpoint::parse("@" + c.abstract_socket)
+                                       : udshttp::proto::endpoint::parse("unix:" + c.unix_socket);
     if (!where)
         die(c, bad_url, where.error().message);
     if (!has_header(c, "Host"))
@@ -413,7 +412,7 @@ int main(int argc, char** argv) {
     }
     if (c.fail && r->status >= 400) {
         std::string message = req.method + " " + req.url + ": the server answered " +
-                               std::to_string(r->status) + " " + r->reason;
+                              std::to_string(r->status) + " " + r->reason;
         if (auto body = r->error_body(); body && !body->message.empty())
             message += ": " + body->message;
         die(c, http_error, message);

@@ -50,8 +50,11 @@ void to_json(nlohmann::json& j, const echo_info& v) {
     auto headers = nlohmann::json::array();
     for (const auto& [name, value] : v.headers)
         headers.push_back({name, value});
-    j = nlohmann::json{{"method", v.method},   {"target", v.target}, {"version", v.version},
-                       {"headers", headers},   {"peer", v.peer}};
+    j = nlohmann::json{{"method", v.method},
+                       {"target", v.target},
+                       {"version", v.version},
+                       {"headers", headers},
+                       {"peer", v.peer}};
 }
 
 void from_json(const nlohmann::json& j, echo_info& v) {
@@ -79,11 +82,9 @@ void from_json(const nlohmann::json& j, health_info& v) {
 }
 
 void to_json(nlohmann::json& j, const error_body& v) {
-    j = nlohmann::json{{"error",
-                        {{"status", v.status},
-                         {"reason", v.reason},
-                         {"code", v.code},
-                         {"message", v.message}}}};
+    j = nlohmann::json{
+        {"error",
+         {{"status", v.status}, {"reason", v.reason}, {"code", v.code}, {"message", v.message}}}};
 }
 
 void from_json(const nlohmann::json& j, error_body& v) {
@@ -110,15 +111,24 @@ result<nlohmann::json> parse_json(std::string_view body) {
 namespace {
 std::string_view reason_phrase(unsigned status) {
     switch (status) {
-    case 400: return "Bad Request";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Content Too Large";
-    case 431: return "Request Header Fields Too Large";
-    case 503: return "Service Unavailable";
-    default: return "Internal Server Error";
+    case 400:
+        return "Bad Request";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 413:
+        return "Content Too Large";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Internal Server Error";
     }
 }
 } // namespace

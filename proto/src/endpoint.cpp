@@ -20,7 +20,8 @@ error invalid(std::string_view text, std::string_view why) {
 }
 
 bool all_digits(std::string_view s) {
-    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+    return !s.empty() &&
+           std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
 result<endpoint> parse_unix_path(std::string_view text, std::string_view path) {
@@ -142,7 +143,8 @@ result<endpoint> endpoint::parse(std::string_view text) {
         auto name = text.substr(8);
         if (name.empty())
             return invalid(text, "the systemd socket name after 'systemd:' is empty");
-        return endpoint{.kind = transport::systemd, .address = std::string(name), .port = 0, .fd = -1};
+        return endpoint{
+            .kind = transport::systemd, .address = std::string(name), .port = 0, .fd = -1};
     }
     if (text.find("://") != std::string_view::npos)
         return invalid(text, "this is a URL; an endpoint is a socket path, @name or host:port");

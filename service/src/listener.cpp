@@ -102,8 +102,7 @@ listener::listener(worker& home, const proto::endpoint& where, const server_opti
         socklen_t ss_len = sizeof ss;
         if (::getsockopt(where.fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 ||
             ::getsockname(where.fd, reinterpret_cast<sockaddr*>(&ss), &ss_len) != 0)
-            fail({errno, boost::system::system_category()}, where,
-                 "not an open socket descriptor");
+            fail({errno, boost::system::system_category()}, where, "not an open socket descriptor");
         len = sizeof listening;
         ::getsockopt(where.fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len);
         if (type != SOCK_STREAM || !listening)
@@ -188,7 +187,8 @@ std::vector<proto::endpoint> expand_inherited(const proto::endpoint& where) {
     std::vector<proto::endpoint> out;
     constexpr int first_fd = 3; // SD_LISTEN_FDS_START
     for (int i = 0; i < count; ++i) {
-        const std::string name = i < static_cast<int>(names.size()) ? names[static_cast<std::size_t>(i)] : "";
+        const std::string name =
+            i < static_cast<int>(names.size()) ? names[static_cast<std::size_t>(i)] : "";
         if (where.address.empty() || where.address == name)
             out.push_back(proto::endpoint{.kind = proto::transport::inherited_fd,
                                           .address = name,
@@ -197,8 +197,7 @@ std::vector<proto::endpoint> expand_inherited(const proto::endpoint& where) {
     }
     if (out.empty())
         throw env_error("no passed socket is named '" + where.address + "' (LISTEN_FDNAMES=" +
-                        (std::getenv("LISTEN_FDNAMES") ? std::getenv("LISTEN_FDNAMES") : "") +
-                        ")");
+                        (std::getenv("LISTEN_FDNAMES") ? std::getenv("LISTEN_FDNAMES") : "") + ")");
     return out;
 }
 

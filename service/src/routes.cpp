@@ -98,11 +98,11 @@ void add_builtin_routes(server_state& state) {
     add(http::verb::put, proto::paths::echo, echo_body);
     add(http::verb::patch, proto::paths::echo, echo_body);
     add(http::verb::get, proto::paths::healthz, [&state](const request&, response& res) {
-        set_json(res, proto::health_info{.status = "ok",
-                                         .version = UDSHTTP_VERSION_STRING,
-                                         .uptime_seconds = uptime_seconds(state),
-                                         .connections =
-                                             state.total(&worker_stats::connections_open)});
+        set_json(res,
+                 proto::health_info{.status = "ok",
+                                    .version = UDSHTTP_VERSION_STRING,
+                                    .uptime_seconds = uptime_seconds(state),
+                                    .connections = state.total(&worker_stats::connections_open)});
     });
     add(http::verb::get, proto::paths::metrics, [&state](const request&, response& res) {
         res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");

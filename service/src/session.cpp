@@ -128,8 +128,8 @@ void handle(const request_parser::value_type& msg, const proto::peer_info& peer,
     try {
         const auto m = state.routes.match(msg.method(), req.path(), req);
         if (m.bad_encoding) {
-            set_error(res, errc::bad_request, "invalid percent-encoding in path '" +
-                                                  std::string(req.path()) + "'");
+            set_error(res, errc::bad_request,
+                      "invalid percent-encoding in path '" + std::string(req.path()) + "'");
         } else if (m.target) {
             (*m.target)(req, res);
         } else if (m.path_known) {
@@ -138,8 +138,9 @@ void handle(const request_parser::value_type& msg, const proto::peer_info& peer,
                           std::string(req.path()) + "; allowed: " + m.allow);
             res.set(http::field::allow, m.allow);
         } else {
-            set_error(res, errc::not_found, "no route for " + std::string(msg.method_string()) +
-                                                " " + std::string(req.path()));
+            set_error(res, errc::not_found,
+                      "no route for " + std::string(msg.method_string()) + " " +
+                          std::string(req.path()));
         }
     } catch (const std::exception& e) {
         log_line("handler for " + std::string(msg.method_string()) + " " +
@@ -225,8 +226,8 @@ awaitable<> run_session(socket_type socket, bool is_unix, server_state& state, w
         slot.arm(opt.header_timeout);
 
         request_parser parser;
-        parser.header_limit(static_cast<std::uint32_t>(
-            std::min<std::size_t>(opt.max_header_bytes, UINT32_MAX)));
+        parser.header_limit(
+            static_cast<std::uint32_t>(std::min<std::size_t>(opt.max_header_bytes, UINT32_MAX)));
         parser.body_limit(opt.max_body_bytes);
 
         const auto before = buffer.size();
@@ -277,10 +278,10 @@ awaitable<> run_session(socket_type socket, bool is_unix, server_state& state, w
                 const auto answer = classify(bec);
                 if (answer && !slot.timed_out) {
                     w.stats.bad_requests.add();
-                    auto res = error_response(*answer, answer == errc::payload_too_large
-                                                           ? describe_limit(*answer, opt)
-                                                           : "malformed request body: " +
-                                                                 bec.message(),
+                    auto res = error_response(*answer,
+                                              answer == errc::payload_too_large
+                                                  ? describe_limit(*answer, opt)
+                                                  : "malformed request body: " + bec.message(),
                                               msg.version(), w);
                     count_response(w, res);
                     auto [wec, wn] = co_await http::async_write(socket, res);

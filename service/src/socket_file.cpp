@@ -54,26 +54,25 @@ socket_file::socket_file(std::string path) : path_(std::move(path)), lock_path_(
     std::error_code fs_ec;
     if (!parent.empty() && !std::filesystem::is_directory(parent, fs_ec))
         throw startup_error(boost::system::error_code(ENOENT, boost::system::system_category()),
-                            "cannot listen on unix:" + path_ + ": directory '" +
-                                parent.string() + "' does not exist");
+                            "cannot listen on unix:" + path_ + ": directory '" + parent.string() +
+                                "' does not exist");
 
     lock_fd_ = ::open(lock_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (lock_fd_ < 0)
-        throw_errno(errno, "cannot listen on unix:" + path_ + ": cannot open lock file " +
-                               lock_path_);
+        throw_errno(errno,
+                    "cannot listen on unix:" + path_ + ": cannot open lock file " + lock_path_);
     if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
         const int err = errno;
         ::close(lock_fd_);
         lock_fd_ = -1; // the lock file belongs to the server that holds it
         if (err == EWOULDBLOCK)
-            throw startup_error(boost::system::error_code(EADDRINUSE,
-                                                          boost::system::system_category()),
-                                "already serving on " + path_ + " (another server holds " +
-                                    lock_path_ + ")");
+            throw startup_error(
+                boost::system::error_code(EADDRINUSE, boost::system::system_category()),
+                "already serving on " + path_ + " (another server holds " + lock_path_ + ")");
         throw_errno(err, "cannot listen on unix:" + path_ + ": cannot lock " + lock_path_);
     }
 
-    struct stat st{};
+    struct stat st {};
     if (::lstat(path_.c_str(), &st) != 0) {
         if (errno == ENOENT)
             return;
@@ -114,7 +113,7 @@ void socket_file::bound(const server_options& options) {
         if (::lchown(path_.c_str(), uid, gid) != 0)
             throw_errno(errno, "cannot set owner/group of socket " + path_);
     }
-    struct stat st{};
+    struct stat st {};
     if (::lstat(path_.c_str(), &st) != 0)
         throw_errno(errno, "cannot stat socket " + path_ + " after bind");
     dev_ = st.st_dev;
@@ -128,7 +127,7 @@ socket_file::~socket_file() {
 
 void socket_file::release() noexcept {
     if (have_inode_) {
-        struct stat st{};
+        struct stat st {};
         if (::lstat(path_.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == dev_ &&
             st.st_ino == ino_)
             ::unlink(path_.c_str());

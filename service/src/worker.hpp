@@ -27,8 +27,8 @@ using executor = asio::io_context::executor_type;
 
 // Every wait reads `auto [ec, n] = co_await ...;` (Asio's echo_server_with_as_tuple_default).
 using use_tuple = asio::as_tuple_t<asio::use_awaitable_t<executor>>;
-using socket_type = use_tuple::as_default_on_t<
-    asio::basic_stream_socket<asio::generic::stream_protocol, executor>>;
+using socket_type =
+    use_tuple::as_default_on_t<asio::basic_stream_socket<asio::generic::stream_protocol, executor>>;
 using acceptor_type = use_tuple::as_default_on_t<
     asio::basic_socket_acceptor<asio::generic::stream_protocol, executor>>;
 using timer_type = use_tuple::as_default_on_t<

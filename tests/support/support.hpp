@@ -45,7 +45,7 @@ void write_file(const std::string& path, const std::string& content);
 class child {
 public:
     struct spawn_options {
-        std::optional<uid_t> uid; // setuid() before exec (tests that run as root)
+        std::optional<uid_t> uid;     // setuid() before exec (tests that run as root)
         std::vector<std::string> env; // extra NAME=value entries
         std::string stdin_file;       // redirect stdin from this file
     };

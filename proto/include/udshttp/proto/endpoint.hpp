@@ -53,7 +53,8 @@ struct endpoint {
     /// Parses the grammar above. Errors name the input and what is wrong with it.
     static result<endpoint> parse(std::string_view text);
 
-    /// The canonical form: `unix:/p`, `unix:@n`, `tcp://h:p`, `tcp://[v6]:p`, `fd:N`, `systemd[:N]`.
+    /// The canonical form: `unix:/p`, `unix:@n`, `tcp://h:p`, `tcp://[v6]:p`, `fd:N`,
+    /// `systemd[:N]`.
     std::string to_string() const;
 
     friend bool operator==(const endpoint&, const endpoint&) = default;

@@ -15,11 +15,11 @@ namespace udshttp {
 /// Every error udshttp itself reports. Values are stable; new ones are appended.
 enum class errc {
     // Parsing, in proto (no I/O).
-    invalid_endpoint = 1,  ///< an endpoint string does not follow the grammar
-    invalid_url,           ///< a URL is malformed
-    unsupported_scheme,    ///< a URL scheme other than http or http+unix
-    socket_path_too_long,  ///< a Unix socket path exceeds sun_path
-    invalid_json,          ///< a body is not the JSON message that was expected
+    invalid_endpoint = 1, ///< an endpoint string does not follow the grammar
+    invalid_url,          ///< a URL is malformed
+    unsupported_scheme,   ///< a URL scheme other than http or http+unix
+    socket_path_too_long, ///< a Unix socket path exceeds sun_path
+    invalid_json,         ///< a body is not the JSON message that was expected
 
     // Answers the server gives; each maps to the HTTP status in its comment.
     bad_request,             ///< 400

@@ -21,7 +21,7 @@ namespace udshttp::proto {
 struct url {
     endpoint where;     ///< where to connect
     std::string target; ///< origin-form request target, still percent-encoded: "/hello?x=1"
-    std::string host;   ///< the Host header to send: "localhost" over Unix sockets, else host[:port]
+    std::string host; ///< the Host header to send: "localhost" over Unix sockets, else host[:port]
 
     /// Parses an http+unix:// or http:// URL. Errors name the URL and what is wrong.
     static result<url> parse(std::string_view text);
@@ -33,7 +33,8 @@ struct url {
 /// The URL that reaches `target` on `where` (a Unix path, abstract name or TCP endpoint).
 std::string make_url(const endpoint& where, std::string_view target = "/");
 
-/// Percent-encodes everything but RFC 3986 unreserved characters ("/run/a.sock" -> "%2Frun%2Fa.sock").
+/// Percent-encodes everything but RFC 3986 unreserved characters ("/run/a.sock" ->
+/// "%2Frun%2Fa.sock").
 std::string percent_encode(std::string_view text);
 
 /// RFC 3986 percent-decoding; nullopt when a '%' is not followed by two hex digits.
