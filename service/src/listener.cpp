@@ -8,7 +8,9 @@
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -48,6 +50,23 @@ proto::endpoint tcp_endpoint_of(const generic::endpoint& ep) {
     std::memcpy(tcp.data(), ep.data(), ep.size());
     tcp.resize(ep.size());
     return proto::endpoint::tcp(tcp.address().to_string(), tcp.port());
+}
+
+// What an inherited socket is bound to, for the start-up report; fd:N if it has no name.
+proto::endpoint describe_inherited(const sockaddr_storage& ss, socklen_t len,
+                                   const proto::endpoint& where) {
+    if (ss.ss_family == AF_UNIX) {
+        const auto& un = reinterpret_cast<const sockaddr_un&>(ss);
+        const auto path_len = len - offsetof(sockaddr_un, sun_path);
+        if (len <= offsetof(sockaddr_un, sun_path) || path_len == 0)
+            return where; // unnamed
+        if (un.sun_path[0] == '\0')
+            return proto::endpoint::abstract(std::string(un.sun_path + 1, path_len - 1));
+        return proto::endpoint::unix_path(
+            std::string(un.sun_path, ::strnlen(un.sun_path, path_len)));
+    }
+    generic::endpoint ep(reinterpret_cast<const sockaddr*>(&ss), len);
+    return tcp_endpoint_of(ep);
 }
 
 } // namespace
@@ -90,6 +109,12 @@ listener::listener(worker& home, const proto::endpoint& where, const server_opti
     }
     case proto::transport::tcp: {
         const asio::ip::tcp::endpoint ep(resolve_host(where), where.port);
+        if (!ep.address().is_loopback() && !options.allow_remote)
+            throw startup_error(asio::error::access_denied,
+                                "refusing to listen on " + where.to_string() + ": " +
+                                    ep.address().to_string() +
+                                    " is not a loopback address, so other hosts could call; "
+                                    "pass --allow-remote if that is intended");
         open_bind(generic::endpoint(ep));
         bound_ = tcp_endpoint_of(acceptor_.local_endpoint(ec));
         break;
@@ -109,9 +134,11 @@ listener::listener(worker& home, const proto::endpoint& where, const server_opti
             fail(asio::error::invalid_argument, where, "not a listening stream socket");
         is_unix_ = ss.ss_family == AF_UNIX;
         const int protocol = is_unix_ ? 0 : IPPROTO_TCP;
+        ::fcntl(where.fd, F_SETFD, FD_CLOEXEC); // not inherited by processes a handler starts
         acceptor_.assign(generic(ss.ss_family, protocol), where.fd, ec);
         if (ec)
             fail(ec, where, "assign");
+        bound_ = describe_inherited(ss, ss_len, where);
         return; // already listening; systemd owns the socket file
     }
     case proto::transport::systemd:
@@ -133,7 +160,8 @@ awaitable<> listener::accept_loop(server_state& state) {
             co_return;
         if (ec) {
             // Out of descriptors or memory: say so and back off instead of spinning.
-            log_line("accept on " + bound_.to_string() + ": " + ec.message());
+            state.log.log(log_level::error,
+                          "accept on " + bound_.to_string() + ": " + ec.message());
             backoff.expires_after(std::chrono::milliseconds(50));
             auto [wait_ec] = co_await backoff.async_wait();
             if (wait_ec)
@@ -143,7 +171,8 @@ awaitable<> listener::accept_loop(server_state& state) {
         socket_type socket(std::move(peer));
         const auto open = state.connections.fetch_add(1, std::memory_order_relaxed) + 1;
         if (open > state.options.max_connections)
-            asio::co_spawn(target.ctx, reject_connection(std::move(socket), state, target),
+            asio::co_spawn(target.ctx,
+                           reject_connection(std::move(socket), is_unix_, state, target),
                            asio::detached);
         else
             asio::co_spawn(target.ctx, run_session(std::move(socket), is_unix_, state, target),

@@ -45,11 +45,20 @@ Options:
       --header-timeout DUR     first byte to end of headers, else 408 (default 10s)
       --idle-timeout DUR       keep-alive idle wait and longest I/O pause (default 60s)
       --max-connections N      open connections, beyond it 503 (default 10000)
+      --drain-timeout DUR      on SIGTERM/SIGINT, time for requests in flight (default 10s)
+      --allow-uid LIST         only these users may call over Unix sockets (names or
+                               numbers, comma-separated, repeatable); others get 403
+      --allow-gid LIST         only members of these groups (primary or supplementary)
+      --allow-remote           allow TCP on non-loopback addresses (refused without it)
+      --access-log FILE|-      one JSON line per request to FILE, or - for stderr (off)
+      --log-level LEVEL        debug, info, warn, error or off (default info)
   -h, --help                   this text
   -V, --version                print the version
 
 SIZE takes B, KiB, MiB, GiB (64KiB); DUR takes ms, s, m, h (500ms, 10s).
-SIGTERM or SIGINT stops the server and removes the socket files it created.
+SIGTERM or SIGINT: stop accepting, close idle connections, let requests in flight finish
+(answered with Connection: close) for up to --drain-timeout, remove the socket files this
+process created, exit 0. With --allow-uid/--allow-gid set, TCP peers get 403 (no identity).
 
 Routes:
   GET  /  /hello  /hello/{name}   "Hello NAME" (JSON with Accept: application/json)
@@ -87,16 +96,32 @@ std::uint64_t parse_count(std::string_view flag, const std::string& text, std::u
     return v;
 }
 
-uid_t parse_user(const std::string& text) {
+// A user name or a number; an unknown name is a usage error naming it.
+uid_t parse_user(std::string_view flag, const std::string& text) {
     if (const passwd* pw = ::getpwnam(text.c_str()))
         return pw->pw_uid;
-    return static_cast<uid_t>(parse_count("--socket-owner", text, UINT32_MAX - 1));
+    if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos)
+        usage_error(std::string(flag) + ": no such user '" + text + "'");
+    return static_cast<uid_t>(parse_count(flag, text, UINT32_MAX - 1));
 }
 
-gid_t parse_group(const std::string& text) {
+gid_t parse_group(std::string_view flag, const std::string& text) {
     if (const group* gr = ::getgrnam(text.c_str()))
         return gr->gr_gid;
-    return static_cast<gid_t>(parse_count("--socket-group", text, UINT32_MAX - 1));
+    if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos)
+        usage_error(std::string(flag) + ": no such group '" + text + "'");
+    return static_cast<gid_t>(parse_count(flag, text, UINT32_MAX - 1));
+}
+
+// "alice,1000,bob" -> ids, each through parse (a user or group lookup).
+template <class Id, class Parse>
+void append_ids(std::vector<Id>& out, std::string_view flag, const std::string& list, Parse parse) {
+    std::size_t from = 0;
+    while (from <= list.size()) {
+        const auto comma = std::min(list.find(',', from), list.size());
+        out.push_back(parse(flag, list.substr(from, comma - from)));
+        from = comma + 1;
+    }
 }
 
 server_options parse_args(int argc, char** argv) {
@@ -138,9 +163,30 @@ server_options parse_args(int argc, char** argv) {
                 usage_error("--socket-mode: '" + text + "' is not an octal mode such as 0660");
             o.socket_mode = static_cast<unsigned>(mode);
         } else if (flag == "--socket-owner") {
-            o.socket_owner = parse_user(next());
+            o.socket_owner = parse_user(flag, next());
         } else if (flag == "--socket-group") {
-            o.socket_group = parse_group(next());
+            o.socket_group = parse_group(flag, next());
+        } else if (flag == "--allow-uid") {
+            append_ids(o.allow_uids, flag, next(), parse_user);
+        } else if (flag == "--allow-gid") {
+            append_ids(o.allow_gids, flag, next(), parse_group);
+        } else if (flag == "--allow-remote") {
+            if (has_value)
+                usage_error("--allow-remote takes no value");
+            o.allow_remote = true;
+        } else if (flag == "--drain-timeout") {
+            o.drain_timeout = value_or_die(udshttp::proto::parse_duration(next()), flag);
+        } else if (flag == "--access-log") {
+            o.access_log = next();
+            if (o.access_log.empty())
+                usage_error("--access-log: needs a file path or -");
+        } else if (flag == "--log-level") {
+            const auto text = next();
+            const auto level = udshttp::service::parse_log_level(text);
+            if (!level)
+                usage_error("--log-level: '" + text +
+                            "' is not one of debug, info, warn, error, off");
+            o.log_level = *level;
         } else if (flag == "--max-header-bytes") {
             o.max_header_bytes = value_or_die(udshttp::proto::parse_size(next()), flag);
         } else if (flag == "--max-body-bytes") {
@@ -199,13 +245,17 @@ int main(int argc, char** argv) {
         std::cerr << "udshttpd: " << e.what() << '\n';
         return exit_failure;
     }
-    for (const auto& e : srv.endpoints())
-        print_endpoint(e);
+    const bool quiet = srv.options().log_level > udshttp::service::log_level::info;
+    if (!quiet)
+        for (const auto& e : srv.endpoints())
+            print_endpoint(e);
     std::cout << std::flush;
 
     int sig = 0;
     sigwait(&stop_signals, &sig);
-    std::cerr << "udshttpd: " << (sig == SIGTERM ? "SIGTERM" : "SIGINT") << ", stopping\n";
+    if (!quiet)
+        std::cerr << "udshttpd: " << (sig == SIGTERM ? "SIGTERM" : "SIGINT") << ", draining (up to "
+                  << srv.options().drain_timeout.count() << " ms)\n";
     srv.stop();
     return 0;
 }

@@ -111,6 +111,7 @@ router::match_result router::match(http::verb method, std::string_view path, req
             params.emplace_back(name, std::move(*decoded));
         }
         out.target = &found->fn;
+        out.index = static_cast<std::size_t>(found - routes_.data());
         return out;
     }
     if (out.path_known) {

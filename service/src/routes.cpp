@@ -46,30 +46,85 @@ void metric(std::ostringstream& out, std::string_view name, std::string_view typ
     out << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n';
 }
 
+// A label value as the text format wants it: backslash, double quote and newline escaped.
+std::string label(std::string_view v) {
+    std::string out;
+    for (const char c : v) {
+        if (c == '\\')
+            out += "\\\\";
+        else if (c == '"')
+            out += "\\\"";
+        else if (c == '\n')
+            out += "\\n";
+        else
+            out += c;
+    }
+    return out;
+}
+
+void requests_by_route(std::ostringstream& out, const server_state& s) {
+    metric(out, "udshttp_requests_total", "counter",
+           "Requests answered, by route pattern, method and status code.");
+    const std::size_t rows = s.routes.size() + 1;
+    for (std::size_t route = 0; route < rows; ++route) {
+        std::string method = "(none)";
+        std::string pattern = "(none)";
+        if (route < s.routes.size()) {
+            const auto r = s.routes.at(route);
+            method = std::string(http::to_string(r.method));
+            pattern = label(r.pattern);
+        }
+        for (unsigned col = 0; col < status_columns; ++col) {
+            std::uint64_t n = 0;
+            for (const auto& w : s.workers)
+                n += w->stats.by_route_status[route * status_columns + col].get();
+            if (n != 0)
+                out << "udshttp_requests_total{route=\"" << pattern << "\",method=\"" << method
+                    << "\",code=\"" << first_status + col << "\"} " << n << '\n';
+        }
+    }
+}
+
+void latency_histogram(std::ostringstream& out, const server_state& s) {
+    metric(out, "udshttp_request_duration_seconds", "histogram",
+           "From a request's first byte to its response written.");
+    std::uint64_t cumulative = 0;
+    for (std::size_t b = 0; b < latency_buckets; ++b) {
+        for (const auto& w : s.workers)
+            cumulative += w->stats.latency[b].get();
+        out << "udshttp_request_duration_seconds_bucket{le=\"";
+        if (b < std::size(latency_bounds))
+            out << latency_bounds[b];
+        else
+            out << "+Inf";
+        out << "\"} " << cumulative << '\n';
+    }
+    // The count is the +Inf bucket as read, so the two always agree.
+    out << "udshttp_request_duration_seconds_sum "
+        << static_cast<double>(s.total(&worker_stats::latency_sum_ns)) / 1e9 << '\n';
+    out << "udshttp_request_duration_seconds_count " << cumulative << '\n';
+}
+
 std::string metrics_text(const server_state& s) {
     std::ostringstream out;
-    metric(out, "udshttp_requests_total", "counter", "Requests answered, by status class.");
-    for (unsigned cls = 1; cls <= 5; ++cls) {
+    requests_by_route(out, s);
+    latency_histogram(out, s);
+    metric(out, "udshttp_rejected_total", "counter",
+           "Connections and requests turned away before reaching a route, by reason.");
+    for (std::size_t r = 0; r < std::size(reject_reason_names); ++r) {
         std::uint64_t n = 0;
         for (const auto& w : s.workers)
-            n += w->stats.responses_by_class[cls].get();
-        out << "udshttp_requests_total{code=\"" << cls << "xx\"} " << n << '\n';
+            n += w->stats.rejected[r].get();
+        out << "udshttp_rejected_total{reason=\"" << reject_reason_names[r] << "\"} " << n << '\n';
     }
     metric(out, "udshttp_connections_open", "gauge", "Connections open now.");
     out << "udshttp_connections_open " << s.total(&worker_stats::connections_open) << '\n';
     metric(out, "udshttp_connections_accepted_total", "counter", "Connections accepted.");
     out << "udshttp_connections_accepted_total " << s.total(&worker_stats::connections_accepted)
         << '\n';
-    metric(out, "udshttp_connections_rejected_total", "counter",
-           "Connections refused with 503, by reason.");
-    out << "udshttp_connections_rejected_total{reason=\"max_connections\"} "
-        << s.total(&worker_stats::connections_rejected) << '\n';
     metric(out, "udshttp_connection_timeouts_total", "counter",
            "Connections closed by a header, idle or write deadline.");
     out << "udshttp_connection_timeouts_total " << s.total(&worker_stats::timeouts) << '\n';
-    metric(out, "udshttp_bad_requests_total", "counter",
-           "Requests refused by the parser (400, 413, 431).");
-    out << "udshttp_bad_requests_total " << s.total(&worker_stats::bad_requests) << '\n';
     metric(out, "udshttp_received_bytes_total", "counter", "Bytes read from connections.");
     out << "udshttp_received_bytes_total " << s.total(&worker_stats::bytes_received) << '\n';
     metric(out, "udshttp_sent_bytes_total", "counter", "Bytes written to connections.");

@@ -13,20 +13,9 @@
 #include <condition_variable>
 #include <mutex>
 #include <stdexcept>
+#include <thread>
 
 namespace udshttp::service {
-
-namespace detail {
-
-void log_line(std::string_view line) {
-    std::string out(line);
-    out += '\n';
-    // One write(2), so lines from several threads never interleave. A failed log write is not
-    // worth failing a request for.
-    [[maybe_unused]] auto n = ::write(STDERR_FILENO, out.data(), out.size());
-}
-
-} // namespace detail
 
 namespace {
 using work_guard = boost::asio::executor_work_guard<detail::executor>;
@@ -73,11 +62,12 @@ void server::start() {
     if (impl_->started)
         throw std::logic_error("udshttp::service::server::start() called twice");
     auto& state = impl_->state;
+    state.log.open(state.options);
     if (state.options.builtin_routes)
         detail::add_builtin_routes(state);
 
     for (unsigned i = 0; i < state.options.threads; ++i)
-        state.workers.push_back(std::make_unique<detail::worker>());
+        state.workers.push_back(std::make_unique<detail::worker>(state.routes.size()));
     try {
         for (const auto& where : state.options.listen)
             for (const auto& e : detail::expand_inherited(where))
@@ -88,6 +78,13 @@ void server::start() {
         state.workers.clear();
         throw;
     }
+
+    // Like sd_listen_fds(1): passed sockets are ours now, and processes a handler starts must
+    // not believe they were activated. Done before any thread runs (setenv is not thread-safe).
+    if (std::any_of(state.options.listen.begin(), state.options.listen.end(),
+                    [](const auto& e) { return e.kind == proto::transport::systemd; }))
+        for (const char* name : {"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"})
+            ::unsetenv(name);
 
     const auto tick = sweep_tick(state.options);
     for (auto& w : state.workers) {
@@ -114,6 +111,20 @@ void server::stop() {
     state.stopping = true;
     for (auto& l : impl_->listeners)
         boost::asio::post(l->home().ctx, [l = l.get()] { l->close(); });
+    for (auto& w : state.workers)
+        boost::asio::post(w->ctx, [w = w.get()] { w->connections.wake_idle(); });
+
+    // Drain: requests in flight finish (each session sees `stopping` and answers with
+    // Connection: close); idle connections close at once. Polling the shared count is simpler
+    // than a completion signal and costs nothing next to the drain itself.
+    const auto deadline = detail::clock::now() + state.options.drain_timeout;
+    while (state.connections.load(std::memory_order_relaxed) > 0 && detail::clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    if (const auto left = state.connections.load(std::memory_order_relaxed); left > 0)
+        state.log.log(log_level::warn, std::to_string(left) +
+                                           " connection(s) still busy after the drain timeout of " +
+                                           std::to_string(state.options.drain_timeout.count()) +
+                                           " ms; closing them");
     impl_->guards.clear();
     for (auto& w : state.workers)
         w->ctx.stop();

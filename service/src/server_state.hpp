@@ -3,6 +3,7 @@
 // What the listeners, sessions and built-in routes of one server share. Written during start(),
 // read-only afterwards, except the atomics.
 
+#include "log.hpp"
 #include "worker.hpp"
 
 #include <udshttp/service/server.hpp>
@@ -20,6 +21,7 @@ struct server_state {
     std::atomic<std::size_t> connections{0}; // open, across workers; admission control only
     clock::time_point started = clock::now();
     std::atomic<bool> stopping{false};
+    logger log;
 
     // Sums one counter over all workers (for /metrics and /healthz).
     template <class Member> std::uint64_t total(Member m) const {
@@ -32,8 +34,5 @@ struct server_state {
 
 // Registers hello, echo, healthz and metrics on state.routes.
 void add_builtin_routes(server_state& state);
-
-// One line to stderr, written with a single write(2) so lines from threads never interleave.
-void log_line(std::string_view line);
 
 } // namespace udshttp::service::detail

@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <array>
 
 namespace udshttp::service::detail {
@@ -73,6 +74,32 @@ std::optional<errc> classify(const boost::system::error_code& ec) {
     return std::nullopt;
 }
 
+// Why the peer may not call, or nullopt if it may. Unix peers are checked by uid, then by
+// primary gid, then by supplementary groups (SO_PEERGROUPS, Linux 4.13+).
+std::optional<std::string> refusal(const server_options& o, const proto::peer_info& peer, int fd) {
+    if (o.allow_uids.empty() && o.allow_gids.empty())
+        return std::nullopt;
+    if (peer.transport != "unix")
+        return "TCP peers have no credentials to check against --allow-uid/--allow-gid";
+    if (!peer.uid || !peer.gid)
+        return "the peer's credentials are unavailable (SO_PEERCRED failed)";
+    const auto has = [](const auto& list, std::int64_t id) {
+        return std::find(list.begin(), list.end(), id) != list.end();
+    };
+    if (has(o.allow_uids, *peer.uid) || has(o.allow_gids, *peer.gid))
+        return std::nullopt;
+    if (!o.allow_gids.empty()) {
+        std::array<gid_t, 256> groups{};
+        socklen_t len = sizeof groups;
+        if (::getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &len) == 0)
+            for (std::size_t i = 0; i < len / sizeof(gid_t); ++i)
+                if (has(o.allow_gids, groups[i]))
+                    return std::nullopt;
+    }
+    return "uid " + std::to_string(*peer.uid) + " (gid " + std::to_string(*peer.gid) +
+           ") is not in --allow-uid/--allow-gid";
+}
+
 // Registers the connection with its worker for the deadline sweeper and keeps the counters
 // honest however the session ends.
 class connection_guard {
@@ -114,16 +141,17 @@ awaitable<> lingering_close(socket_type& socket, connection_slot& slot) {
     socket.close(ignored);
 }
 
-response make_response(const request_parser::value_type& msg, worker& w) {
-    response res{http::status::ok, msg.version()};
+response make_response(unsigned version, worker& w) {
+    response res{http::status::ok, version};
     res.set(http::field::server, server_field);
     res.set(http::field::date, w.date.get());
     return res;
 }
 
-// Routes one request and fills in the response, whatever the handler does.
-void handle(const request_parser::value_type& msg, const proto::peer_info& peer,
-            const server_state& state, response& res) {
+// Routes one request and fills in the response, whatever the handler does. Returns the index
+// of the route that answered, router::npos if none did.
+std::size_t handle(const request_parser::value_type& msg, const proto::peer_info& peer,
+                   const server_state& state, worker& w, response& res) {
     request req(msg, peer);
     try {
         const auto m = state.routes.match(msg.method(), req.path(), req);
@@ -132,6 +160,7 @@ void handle(const request_parser::value_type& msg, const proto::peer_info& peer,
                       "invalid percent-encoding in path '" + std::string(req.path()) + "'");
         } else if (m.target) {
             (*m.target)(req, res);
+            return m.index;
         } else if (m.path_known) {
             set_error(res, errc::method_not_allowed,
                       std::string(msg.method_string()) + " is not allowed on " +
@@ -143,12 +172,12 @@ void handle(const request_parser::value_type& msg, const proto::peer_info& peer,
                           std::string(req.path()));
         }
     } catch (const std::exception& e) {
-        log_line("handler for " + std::string(msg.method_string()) + " " +
-                 std::string(msg.target()) + " threw: " + e.what());
-        res.clear();
-        res.set(http::field::server, server_field);
+        state.log.log(log_level::error, "handler for " + std::string(msg.method_string()) + " " +
+                                            std::string(msg.target()) + " threw: " + e.what());
+        res = make_response(msg.version(), w);
         set_error(res, errc::internal_error);
     }
+    return router::npos;
 }
 
 // Content-Length, keep-alive and HEAD; never throws (a handler may have set a status that
@@ -171,24 +200,6 @@ void finish(response& res, const request_parser::value_type& msg, bool keep_aliv
     res.content_length(res.body().size());
 }
 
-void count_response(worker& w, const response& res) {
-    w.stats.requests.add();
-    const auto cls = res.result_int() / 100;
-    if (cls >= 1 && cls <= 5)
-        w.stats.responses_by_class[cls].add();
-}
-
-// The body of an error answer the session gives by itself (not through the router).
-response error_response(errc e, std::string message, unsigned version, worker& w) {
-    response res{http::status::ok, version};
-    res.set(http::field::server, server_field);
-    res.set(http::field::date, w.date.get());
-    set_error(res, e, std::move(message));
-    res.keep_alive(false);
-    res.content_length(res.body().size());
-    return res;
-}
-
 std::string describe_limit(errc e, const server_options& o) {
     switch (e) {
     case errc::header_fields_too_large:
@@ -201,118 +212,225 @@ std::string describe_limit(errc e, const server_options& o) {
     }
 }
 
-} // namespace
+reject_reason reason_of(errc e) {
+    switch (e) {
+    case errc::header_fields_too_large:
+        return reject_reason::header_too_large;
+    case errc::payload_too_large:
+        return reject_reason::body_too_large;
+    case errc::request_timeout:
+        return reject_reason::header_timeout;
+    case errc::forbidden:
+        return reject_reason::forbidden;
+    case errc::service_unavailable:
+        return reject_reason::max_connections;
+    default:
+        return reject_reason::malformed;
+    }
+}
 
-awaitable<> run_session(socket_type socket, bool is_unix, server_state& state, worker& w) {
-    connection_guard guard(state, w, socket);
-    auto& slot = guard.slot;
-    const auto& opt = state.options;
-    const auto peer = read_peer(socket, is_unix);
-    beast::flat_buffer buffer;
-    bool first = true;
+// One connection. Lives in run_session's frame; its members are what every step needs.
+class session {
+public:
+    session(socket_type& socket, bool is_unix, server_state& state, worker& w)
+        : socket_(socket), state_(state), opt_(state.options), w_(w), guard_(state, w, socket),
+          slot_(guard_.slot), peer_(read_peer(socket, is_unix)) {}
 
+    awaitable<> run();
+    // Answers an error the session gives by itself (not through the router), counts it as a
+    // rejection, and closes gracefully. msg is null when no request head was parsed.
+    awaitable<> refuse(errc e, std::string message, const request_parser::value_type* msg,
+                       clock::time_point start);
+
+private:
+    // Waits for the first byte of the next request. False: close without answering (peer
+    // gone, idle too long, or the server is draining and nothing has arrived).
+    awaitable<bool> await_request(bool first);
+    void record(std::string_view method, std::string_view target, const response& res,
+                std::size_t route, std::uint64_t bytes_in, std::size_t bytes_out,
+                clock::time_point start);
+    bool bytes_pending() const noexcept {
+        char c;
+        return ::recv(socket_.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+    }
+
+    socket_type& socket_;
+    server_state& state_;
+    const server_options& opt_;
+    worker& w_;
+    connection_guard guard_;
+    connection_slot& slot_;
+    const proto::peer_info peer_;
+    beast::flat_buffer buffer_;
+};
+
+void session::record(std::string_view method, std::string_view target, const response& res,
+                     std::size_t route, std::uint64_t bytes_in, std::size_t bytes_out,
+                     clock::time_point start) {
+    const auto took = clock::now() - start;
+    w_.stats.count_response(route, res.result_int());
+    w_.stats.count_latency(took);
+    w_.stats.bytes_sent.add(bytes_out);
+    if (state_.log.access_enabled())
+        state_.log.access({.peer = peer_,
+                           .method = method,
+                           .target = target,
+                           .status = res.result_int(),
+                           .bytes_in = bytes_in,
+                           .bytes_out = bytes_out,
+                           .duration = took});
+}
+
+awaitable<> session::refuse(errc e, std::string message, const request_parser::value_type* msg,
+                            clock::time_point start) {
+    w_.stats.count_reject(reason_of(e));
+    auto res = make_response(msg ? msg->version() : 11, w_);
+    set_error(res, e, std::move(message));
+    if (e == errc::service_unavailable)
+        res.set(http::field::retry_after, "1");
+    res.keep_alive(false);
+    res.content_length(res.body().size());
+    slot_.timed_out = false;
+    slot_.arm(e == errc::service_unavailable ? std::chrono::milliseconds(1000) : opt_.idle_timeout);
+    auto [ec, n] = co_await http::async_write(socket_, res);
+    record(msg ? std::string_view(msg->method_string()) : "-",
+           msg ? std::string_view(msg->target()) : "-", res, router::npos,
+           msg ? msg->body().size() : 0, n, start);
+    if (!ec)
+        co_await lingering_close(socket_, slot_);
+}
+
+awaitable<bool> session::await_request(bool first) {
+    slot_.idle = true;
+    slot_.arm(first ? opt_.header_timeout : opt_.idle_timeout);
+    bool ok = false;
     for (;;) {
-        // Wait for the first byte of the next request: the idle deadline (the header deadline
-        // for a new connection). Only then does the header deadline start.
-        if (buffer.size() == 0) {
-            slot.arm(first ? opt.header_timeout : opt.idle_timeout);
-            auto [ec, n] = co_await socket.async_read_some(buffer.prepare(16 * 1024));
-            if (ec || slot.timed_out)
-                break; // closed, reset, or idle too long: nothing to answer
-            buffer.commit(n);
-            w.stats.bytes_received.add(n);
-        }
-        first = false;
-        slot.arm(opt.header_timeout);
+        // Draining: serve what has already arrived, close the rest. The check and the read
+        // start run without a suspension between them, so the drain's wake-up cannot fall
+        // in between.
+        if (state_.stopping.load(std::memory_order_relaxed) && !bytes_pending())
+            break;
+        auto [ec, n] = co_await socket_.async_read_some(buffer_.prepare(16 * 1024));
+        if (ec == asio::error::operation_aborted && !slot_.timed_out &&
+            state_.stopping.load(std::memory_order_relaxed))
+            continue; // woken by the drain: look again
+        if (ec || slot_.timed_out)
+            break; // closed, reset, or idle too long: nothing to answer
+        buffer_.commit(n);
+        w_.stats.bytes_received.add(n);
+        ok = true;
+        break;
+    }
+    slot_.idle = false;
+    co_return ok;
+}
+
+awaitable<> session::run() {
+    const auto not_allowed = refusal(opt_, peer_, socket_.native_handle());
+    for (bool first = true;; first = false) {
+        if (buffer_.size() == 0 && !co_await await_request(first))
+            break;
+        const auto start = clock::now();
+        slot_.arm(opt_.header_timeout);
 
         request_parser parser;
         parser.header_limit(
-            static_cast<std::uint32_t>(std::min<std::size_t>(opt.max_header_bytes, UINT32_MAX)));
-        parser.body_limit(opt.max_body_bytes);
+            static_cast<std::uint32_t>(std::min<std::size_t>(opt_.max_header_bytes, UINT32_MAX)));
+        parser.body_limit(opt_.max_body_bytes);
 
-        const auto before = buffer.size();
-        auto [hec, hn] = co_await http::async_read_header(socket, buffer, parser);
-        w.stats.bytes_received.add(hn > before ? hn - before : 0);
-        if (hec || slot.timed_out) {
-            std::optional<errc> answer = classify(hec);
-            std::string message = answer ? describe_limit(*answer, opt) : std::string{};
-            if (slot.timed_out) {
-                answer = errc::request_timeout;
-                message = "request header not received within " +
-                          std::to_string(opt.header_timeout.count()) + " ms";
+        const auto before = buffer_.size();
+        auto [hec, hn] = co_await http::async_read_header(socket_, buffer_, parser);
+        w_.stats.bytes_received.add(hn > before ? hn - before : 0);
+        // (Every message is built before co_await: GCC 12 destroys temporaries of a
+        // conditional expression inside a co_await twice.)
+        if (slot_.timed_out) {
+            std::string why = "request header not received within " +
+                              std::to_string(opt_.header_timeout.count()) + " ms";
+            co_await refuse(errc::request_timeout, std::move(why), nullptr, start);
+            break;
+        }
+        if (hec) {
+            if (const auto answer = classify(hec)) {
+                std::string why = answer == errc::bad_request
+                                      ? "malformed request: " + hec.message()
+                                      : describe_limit(*answer, opt_);
+                co_await refuse(*answer, std::move(why), nullptr, start);
             }
-            if (!answer)
-                break;
-            if (message.empty())
-                message = "malformed request: " + hec.message();
-            w.stats.bad_requests.add();
-            auto res = error_response(*answer, std::move(message), 11, w);
-            count_response(w, res);
-            slot.timed_out = false;
-            slot.arm(opt.idle_timeout);
-            auto [wec, wn] = co_await http::async_write(socket, res);
-            w.stats.bytes_sent.add(wn);
-            if (!wec)
-                co_await lingering_close(socket, slot);
+            break;
+        }
+        auto& msg = parser.get();
+        if (not_allowed) {
+            state_.log.log(log_level::warn, "refused " + std::string(msg.method_string()) + " " +
+                                                std::string(msg.target()) + " from pid " +
+                                                std::to_string(peer_.pid.value_or(-1)) + ": " +
+                                                *not_allowed);
+            std::string why = "this peer may not call: " + *not_allowed;
+            co_await refuse(errc::forbidden, std::move(why), &msg, start);
             break;
         }
 
-        auto& msg = parser.get();
         // RFC 9110 10.1.1: answer 100-continue only when we are about to read the body.
         if (msg.version() >= 11 && !parser.is_done() &&
             beast::iequals(msg[http::field::expect], "100-continue")) {
             static constexpr std::string_view cont = "HTTP/1.1 100 Continue\r\n\r\n";
-            slot.arm(opt.idle_timeout);
-            auto [cec, cn] = co_await asio::async_write(socket, asio::buffer(cont));
-            if (cec || slot.timed_out)
+            slot_.arm(opt_.idle_timeout);
+            auto [cec, cn] = co_await asio::async_write(socket_, asio::buffer(cont));
+            if (cec || slot_.timed_out)
                 break;
-            w.stats.bytes_sent.add(cn);
+            w_.stats.bytes_sent.add(cn);
         }
 
         // The body: the idle deadline applies to each pause, not to the whole upload.
         bool body_failed = false;
         while (!parser.is_done()) {
-            slot.arm(opt.idle_timeout);
-            auto [bec, bn] = co_await http::async_read_some(socket, buffer, parser);
-            if (bec || slot.timed_out) {
+            slot_.arm(opt_.idle_timeout);
+            auto [bec, bn] = co_await http::async_read_some(socket_, buffer_, parser);
+            if (bec || slot_.timed_out) {
                 const auto answer = classify(bec);
-                if (answer && !slot.timed_out) {
-                    w.stats.bad_requests.add();
-                    auto res = error_response(*answer,
-                                              answer == errc::payload_too_large
-                                                  ? describe_limit(*answer, opt)
-                                                  : "malformed request body: " + bec.message(),
-                                              msg.version(), w);
-                    count_response(w, res);
-                    auto [wec, wn] = co_await http::async_write(socket, res);
-                    w.stats.bytes_sent.add(wn);
-                    if (!wec)
-                        co_await lingering_close(socket, slot);
+                if (answer && !slot_.timed_out) {
+                    std::string why = answer == errc::payload_too_large
+                                          ? describe_limit(*answer, opt_)
+                                          : "malformed request body: " + bec.message();
+                    co_await refuse(*answer, std::move(why), &msg, start);
                 }
                 body_failed = true;
                 break;
             }
-            w.stats.bytes_received.add(bn);
+            w_.stats.bytes_received.add(bn);
         }
         if (body_failed)
             break;
 
-        auto res = make_response(msg, w);
-        handle(msg, peer, state, res);
-        const bool keep_alive = msg.keep_alive() && !state.stopping.load(std::memory_order_relaxed);
+        auto res = make_response(msg.version(), w_);
+        const auto route = handle(msg, peer_, state_, w_, res);
+        const bool keep_alive =
+            msg.keep_alive() && !state_.stopping.load(std::memory_order_relaxed);
         finish(res, msg, keep_alive);
-        count_response(w, res);
 
-        slot.arm(opt.idle_timeout);
-        auto [wec, wn] = co_await http::async_write(socket, res);
-        w.stats.bytes_sent.add(wn);
-        if (wec || slot.timed_out || !keep_alive)
+        slot_.arm(opt_.idle_timeout);
+        auto [wec, wn] = co_await http::async_write(socket_, res);
+        record(msg.method_string(), msg.target(), res, route, msg.body().size(), wn, start);
+        if (wec || slot_.timed_out || !keep_alive)
             break;
     }
-    slot.disarm();
+    slot_.disarm();
     boost::system::error_code ignored;
-    socket.shutdown(asio::socket_base::shutdown_both, ignored);
-    socket.close(ignored);
+    socket_.shutdown(asio::socket_base::shutdown_both, ignored);
+    socket_.close(ignored);
+}
+
+} // namespace
+
+awaitable<> run_session(socket_type socket, bool is_unix, server_state& state, worker& w) {
+    session s(socket, is_unix, state, w);
+    co_await s.run();
+}
+
+awaitable<> reject_connection(socket_type socket, bool is_unix, server_state& state, worker& w) {
+    session s(socket, is_unix, state, w);
+    std::string why =
+        "too many connections (limit " + std::to_string(state.options.max_connections) + ")";
+    co_await s.refuse(errc::service_unavailable, std::move(why), nullptr, clock::now());
 }
 
 namespace {
@@ -330,21 +448,6 @@ awaitable<> sweep_loop(worker& w, std::chrono::milliseconds tick) {
 
 void start_sweeper(worker& w, std::chrono::milliseconds tick) {
     asio::co_spawn(w.ctx, sweep_loop(w, tick), asio::detached);
-}
-
-awaitable<> reject_connection(socket_type socket, server_state& state, worker& w) {
-    connection_guard guard(state, w, socket);
-    w.stats.connections_rejected.add();
-    auto res = error_response(errc::service_unavailable,
-                              "too many connections (limit " +
-                                  std::to_string(state.options.max_connections) + ")",
-                              11, w);
-    res.set(http::field::retry_after, "1");
-    guard.slot.arm(std::chrono::milliseconds(1000));
-    auto [ec, n] = co_await http::async_write(socket, res);
-    w.stats.bytes_sent.add(n);
-    if (!ec)
-        co_await lingering_close(socket, guard.slot);
 }
 
 } // namespace udshttp::service::detail

@@ -11,7 +11,7 @@ namespace udshttp::service::detail {
 awaitable<> run_session(socket_type socket, bool is_unix, server_state& state, worker& w);
 
 // Answers 503 to a connection over max_connections and closes it.
-awaitable<> reject_connection(socket_type socket, server_state& state, worker& w);
+awaitable<> reject_connection(socket_type socket, bool is_unix, server_state& state, worker& w);
 
 // Starts the worker's deadline sweeper: every tick it cancels the pending operation of each
 // connection whose deadline has passed. One timer per worker instead of one per operation.

@@ -16,7 +16,10 @@
 #include <chrono>
 #include <cstdint>
 #include <ctime>
+#include <iterator>
+#include <memory>
 #include <string>
+#include <string_view>
 #include <thread>
 
 namespace udshttp::service::detail {
@@ -51,16 +54,66 @@ private:
     std::atomic<std::uint64_t> value_{0};
 };
 
+// Why a connection or request was turned away before reaching a route.
+enum class reject_reason : unsigned {
+    max_connections,  // 503: over the connection limit
+    forbidden,        // 403: peer not in --allow-uid/--allow-gid
+    malformed,        // 400 from the parser
+    header_too_large, // 431
+    body_too_large,   // 413
+    header_timeout,   // 408
+    count_
+};
+constexpr std::string_view reject_reason_names[] = {"max_connections", "forbidden",
+                                                    "malformed",       "header_too_large",
+                                                    "body_too_large",  "header_timeout"};
+static_assert(std::size(reject_reason_names) == std::size_t(reject_reason::count_));
+
+// Upper bounds of the latency histogram buckets, in seconds (Prometheus' `le`); one more
+// bucket, +Inf, follows.
+constexpr double latency_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                     0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
+constexpr std::size_t latency_buckets = std::size(latency_bounds) + 1;
+
+// Responses are counted by route and status code in a flat table: one row per route plus one
+// for "no route", one column per status 100..599. Sized once at start (routes are fixed by
+// then), so the worker never allocates or locks to count.
+constexpr unsigned first_status = 100;
+constexpr unsigned status_columns = 500;
+
 struct alignas(64) worker_stats {
-    counter requests;
-    counter responses_by_class[6]; // [1]..[5] = 1xx..5xx
     counter bytes_received;
     counter bytes_sent;
     counter connections_accepted;
     counter connections_open;
-    counter connections_rejected; // over max_connections
-    counter timeouts;             // connections closed by a deadline
-    counter bad_requests;         // 400/413/431 from the parser
+    counter timeouts; // connections closed by a deadline
+    counter rejected[std::size_t(reject_reason::count_)];
+    counter latency[latency_buckets]; // per bucket, not cumulative
+    counter latency_sum_ns;
+    std::unique_ptr<counter[]> by_route_status; // (routes + 1) x status_columns
+    std::size_t route_rows = 0;
+
+    explicit worker_stats(std::size_t routes)
+        : by_route_status(std::make_unique<counter[]>((routes + 1) * status_columns)),
+          route_rows(routes + 1) {}
+
+    // route: a router index, or router::npos for "no route".
+    void count_response(std::size_t route, unsigned status) noexcept {
+        if (route >= route_rows - 1)
+            route = route_rows - 1;
+        if (status >= first_status && status < first_status + status_columns)
+            by_route_status[route * status_columns + (status - first_status)].add();
+    }
+    void count_latency(clock::duration d) noexcept {
+        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
+        const double seconds = static_cast<double>(ns) / 1e9;
+        std::size_t b = 0;
+        while (b < std::size(latency_bounds) && seconds > latency_bounds[b])
+            ++b;
+        latency[b].add();
+        latency_sum_ns.add(static_cast<std::uint64_t>(ns));
+    }
+    void count_reject(reject_reason r) noexcept { rejected[std::size_t(r)].add(); }
 };
 
 // One connection as the deadline sweeper sees it: a node in the worker's intrusive list.
@@ -70,6 +123,7 @@ struct connection_slot {
     socket_type* socket = nullptr;
     clock::time_point deadline = clock::time_point::max();
     bool timed_out = false;
+    bool idle = false; // waiting for the next request: closed at once when the server drains
 
     void arm(std::chrono::milliseconds d) noexcept { deadline = clock::now() + d; }
     void disarm() noexcept { deadline = clock::time_point::max(); }
@@ -107,6 +161,15 @@ public:
         }
         return fired;
     }
+    // Wakes every connection waiting for its next request (the server is draining); the
+    // session closes it unless the request's first bytes have already arrived.
+    void wake_idle() noexcept {
+        for (auto* s = head_; s; s = s->next)
+            if (s->idle) {
+                boost::system::error_code ignored;
+                s->socket->cancel(ignored);
+            }
+    }
     std::size_t size() const noexcept { return size_; }
 
 private:
@@ -135,6 +198,8 @@ private:
 };
 
 struct worker {
+    explicit worker(std::size_t routes) : stats(routes) {}
+
     // Declared before ctx so it outlives the coroutine frames ctx destroys on shutdown.
     connection_registry connections;
     worker_stats stats;

@@ -22,12 +22,22 @@ using handler = std::function<void(const request&, response&)>;
 /// Add routes before server::start(); after that the table is only read.
 class router {
 public:
+    /// "No route", as an index.
+    static constexpr std::size_t npos = static_cast<std::size_t>(-1);
+
     /// What match() found.
     struct match_result {
         const handler* target = nullptr; ///< the handler, or null for 404/405
         bool path_known = false;         ///< some route has this path (so: 405, not 404)
         std::string allow;               ///< for 405: the methods the path has, "GET, HEAD"
         bool bad_encoding = false;       ///< a {param} had invalid percent-encoding (400)
+        std::size_t index = npos;        ///< the matched route's index, npos if none
+    };
+
+    /// One registered route, as at() shows it.
+    struct route_view {
+        http::verb method;
+        std::string_view pattern;
     };
 
     /// Adds a route. Throws std::invalid_argument for a malformed pattern or a duplicate.
@@ -49,6 +59,8 @@ public:
 
     /// The number of routes.
     std::size_t size() const noexcept { return routes_.size(); }
+    /// Route i, in the order added (0 <= i < size()).
+    route_view at(std::size_t i) const { return {routes_.at(i).method, routes_.at(i).pattern}; }
 
 private:
     struct segment {

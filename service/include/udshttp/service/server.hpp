@@ -21,6 +21,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <sys/types.h>
 #include <vector>
 
@@ -37,6 +38,12 @@ public:
 private:
     boost::system::error_code code_;
 };
+
+/// How much the server says on stderr.
+enum class log_level { debug, info, warn, error, off };
+
+/// Parses "debug", "info", "warn", "error" or "off".
+std::optional<log_level> parse_log_level(std::string_view text) noexcept;
 
 /// Server configuration, a plain aggregate: server_options{.threads = 2}.
 struct server_options {
@@ -61,6 +68,20 @@ struct server_options {
     /// Owner and group of socket files, when set (needs the privilege to chown).
     std::optional<uid_t> socket_owner;
     std::optional<gid_t> socket_group;
+    /// Peers allowed on Unix sockets, by uid or by gid (primary or supplementary). When either
+    /// list is non-empty, any other peer gets 403, and so does every TCP peer, whose identity
+    /// is unknown. Both empty: the socket file's mode decides alone.
+    std::vector<uid_t> allow_uids;
+    std::vector<gid_t> allow_gids;
+    /// Allow TCP listeners on addresses other than loopback. Without it start() refuses them.
+    bool allow_remote = false;
+    /// On stop(): how long in-flight requests may take to finish before connections are cut.
+    std::chrono::milliseconds drain_timeout{10'000};
+    /// Access log, one JSON line per request: empty = off, "-" = stderr, else a file path
+    /// (opened for append, created with mode 0640).
+    std::string access_log;
+    /// Diagnostics on stderr at or above this level.
+    service::log_level log_level = service::log_level::info;
     /// Register hello, echo, healthz and metrics.
     bool builtin_routes = true;
 };
@@ -85,8 +106,11 @@ public:
     /// Blocks until the server has stopped.
     void wait();
 
-    /// Stops accepting, closes connections, joins the workers, removes socket files this
-    /// process created. Idempotent; callable from any thread but not from a handler.
+    /// Graceful stop: stops accepting at once, closes idle keep-alive connections, lets requests
+    /// in flight finish (their responses carry Connection: close) for up to
+    /// options().drain_timeout, then closes what is left, joins the workers and removes the
+    /// socket files this process created. Idempotent; callable from any thread but not from a
+    /// handler.
     void stop();
 
     /// The endpoints actually bound, in the order given (TCP port 0 replaced by the real port,
