@@ -143,7 +143,7 @@ TEST_SUITE("client") {
         CHECK(r.error().message.find(endpoint.to_string()) != std::string::npos);
     }
 
-    TEST_CASE("a pooled connection the server closed is replaced, and the request retried") {
+    TEST_CASE("a pooled connection the server closed is replaced - and the request retried") {
         server_fixture srv(true, {.idle_timeout = std::chrono::milliseconds(50)});
         client::client c;
         REQUIRE(c.get(srv.url("/hello")));
@@ -171,7 +171,7 @@ TEST_SUITE("client") {
         CHECK(c.idle_connections() == 2);
     }
 
-    TEST_CASE("JSON helpers, and server errors round-trip to errc") {
+    TEST_CASE("JSON helpers - and server errors round-trip to errc") {
         server_fixture srv(false);
         client::client c;
         auto hello = c.get_json(srv.url("/hello/Ada"));

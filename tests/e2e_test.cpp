@@ -21,52 +21,9 @@
 using namespace udshttp;
 using namespace udshttp::test;
 
-namespace {
-
-// udshttpd on a socket in a temp dir (and TCP port 0 when asked), ready when it prints.
-class daemon_fixture {
-public:
-    explicit daemon_fixture(bool with_tcp = false, std::vector<std::string> extra = {}) {
-        std::vector<std::string> argv{udshttpd_path(), "--listen", socket_path()};
-        if (with_tcp) {
-            argv.push_back("--listen");
-            argv.push_back("tcp://127.0.0.1:0");
-        }
-        argv.insert(argv.end(), extra.begin(), extra.end());
-        proc = std::make_unique<child>(argv, dir);
-        const auto expected = with_tcp ? "listening on tcp://" : "listening on unix:";
-        REQUIRE_MESSAGE(proc->wait_for_output(expected), "udshttpd did not start: " << proc->err());
-        if (with_tcp) {
-            std::smatch m;
-            const auto out = proc->out();
-            REQUIRE(std::regex_search(out, m, std::regex("listening on tcp://127.0.0.1:(\\d+)")));
-            tcp_port = static_cast<std::uint16_t>(std::stoi(m[1]));
-        }
-    }
-    std::string socket_path() const { return dir.file("d.sock"); }
-    std::string unix_url(const std::string& target) const {
-        return proto::make_url(proto::endpoint::unix_path(socket_path()), target);
-    }
-
-    temp_dir dir;
-    std::unique_ptr<child> proc;
-    std::uint16_t tcp_port = 0;
-};
-
-bool require_peer(const std::string& program, const std::string& package) {
-    if (have_program(program))
-        return true;
-    if (in_ci())
-        FAIL(program << " is missing in CI; the test command installs " << package);
-    MESSAGE("skipped: " << program << " not found (apt-get install " << package << ")");
-    return false;
-}
-
-} // namespace
-
 TEST_SUITE("e2e") {
 
-    TEST_CASE("udshttpd: prints where it listens and a curl line, removes its socket on SIGTERM") {
+    TEST_CASE("udshttpd: prints where it listens and a curl line - removes its socket on SIGTERM") {
         daemon_fixture d(true);
         const auto out = d.proc->out();
         CHECK(out.find("listening on unix:" + d.socket_path()) != std::string::npos);
@@ -91,7 +48,7 @@ TEST_SUITE("e2e") {
         CHECK_FALSE(std::filesystem::exists(d.socket_path()));
     }
 
-    TEST_CASE("udshttpd: --help, --version and bad options") {
+    TEST_CASE("udshttpd: --help - --version and bad options") {
         temp_dir dir;
         auto help = run({udshttpd_path(), "--help"}, dir);
         CHECK(help.code == 0);
@@ -117,7 +74,7 @@ TEST_SUITE("e2e") {
         CHECK(not_socket.err.find("is a regular file, not a socket") != std::string::npos);
     }
 
-    TEST_CASE("curl --unix-socket: hello, JSON, echo of a file, echo JSON, errors") {
+    TEST_CASE("curl --unix-socket: hello - JSON - echo of a file - echo JSON - errors") {
         if (!require_peer("curl", "curl"))
             return;
         daemon_fixture d(true);
@@ -174,7 +131,7 @@ TEST_SUITE("e2e") {
         CHECK(tcp_info["peer"]["port"].get<int>() > 0);
     }
 
-    TEST_CASE("curl over IPv6 and abstract sockets, several --listen at once") {
+    TEST_CASE("curl over IPv6 and abstract sockets - several --listen at once") {
         if (!require_peer("curl", "curl"))
             return;
         temp_dir dir;
@@ -310,7 +267,7 @@ TEST_SUITE("e2e") {
         CHECK(r.err.find("request deadline of 300 ms exceeded") != std::string::npos);
     }
 
-    TEST_CASE("udshttp CLI: permission denied on the socket, as another user") {
+    TEST_CASE("udshttp CLI: permission denied on the socket - as another user") {
         if (::geteuid() != 0) {
             MESSAGE("skipped: needs root to run the CLI as nobody (the client suite covers this "
                     "case in-process when not root)");
@@ -326,15 +283,8 @@ TEST_SUITE("e2e") {
     }
 
     TEST_CASE("Python aiohttp UnixConnector drives the server") {
-        if (!require_peer("/usr/bin/python3", "python3"))
+        if (!require_python_module("aiohttp", "python3-aiohttp"))
             return;
-        temp_dir probe_dir;
-        if (run({"/usr/bin/python3", "-c", "import aiohttp"}, probe_dir).code != 0) {
-            if (in_ci())
-                FAIL("python3-aiohttp is missing in CI; the test command installs it");
-            MESSAGE("skipped: python3-aiohttp not installed (apt-get install python3-aiohttp)");
-            return;
-        }
         daemon_fixture d;
         auto r =
             run({"/usr/bin/python3", peers_dir() + "/aiohttp_client.py", d.socket_path()}, d.dir);
@@ -343,7 +293,7 @@ TEST_SUITE("e2e") {
         CHECK(r.out.find("checks passed") != std::string::npos);
     }
 
-    TEST_CASE("100 clients at once, 100 keep-alive requests each, all answered correctly") {
+    TEST_CASE("100 clients at once - 100 keep-alive requests each - all answered correctly") {
         daemon_fixture d(false, {"--threads", "2"});
         constexpr int clients = 100;
         constexpr int requests = 100;

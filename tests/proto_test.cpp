@@ -57,7 +57,7 @@ TEST_SUITE("proto") {
         CHECK(fd->to_string() == "fd:3");
     }
 
-    TEST_CASE("endpoint grammar: malformed input gets an error naming the input, never a crash") {
+    TEST_CASE("endpoint grammar: malformed input gets an error naming the input - never a crash") {
         const char* bad[] = {"",
                              "unix:",
                              "@",
@@ -109,7 +109,7 @@ TEST_SUITE("proto") {
         CHECK_FALSE(endpoint::parse("@" + std::string(108, 'n')));
     }
 
-    TEST_CASE("URL: http+unix with percent-encoded socket path, abstract names, TCP") {
+    TEST_CASE("URL: http+unix with percent-encoded socket path - abstract names - TCP") {
         auto u = proto::url::parse("http+unix://%2Frun%2Fapp.sock/hello?x=1");
         REQUIRE(u);
         CHECK(u->where == endpoint::unix_path("/run/app.sock"));
@@ -236,7 +236,7 @@ TEST_SUITE("proto") {
         CHECK(*proto::decode<proto::error_body>(nlohmann::json(err).dump()) == err);
     }
 
-    TEST_CASE("JSON decoding of bad input is an invalid_json error, never a throw") {
+    TEST_CASE("JSON decoding of bad input is an invalid_json error - never a throw") {
         for (const std::string bad :
              {"", "{", "[]", R"({"message":1,"name":"x"})", R"({"name":"x"})", "\xff\xfe", "nul"}) {
             CAPTURE(bad);

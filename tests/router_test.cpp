@@ -15,7 +15,7 @@ void noop(const request&, response&) {}
 
 TEST_SUITE("service") {
 
-    TEST_CASE("router: literal and {param} routes, percent-decoded params") {
+    TEST_CASE("router: literal and {param} routes - percent-decoded params") {
         router r;
         int hit = 0;
         r.get("/hello", [&](const request&, response&) { hit = 1; });
@@ -42,7 +42,7 @@ TEST_SUITE("service") {
         CHECK(p.req.param("missing").empty());
     }
 
-    TEST_CASE("router: 404, 405 with Allow, HEAD answered by GET") {
+    TEST_CASE("router: 404 - 405 with Allow - HEAD answered by GET") {
         router r;
         r.get("/echo", noop);
         r.post("/echo", noop);
@@ -68,7 +68,7 @@ TEST_SUITE("service") {
         CHECK_FALSE(q.match(http::verb::get, "hello/x", p.req).target);
     }
 
-    TEST_CASE("router: bad percent-encoding in a param is flagged, not decoded") {
+    TEST_CASE("router: bad percent-encoding in a param is flagged - not decoded") {
         router r;
         r.get("/hello/{name}", noop);
         probe p;
@@ -89,7 +89,7 @@ TEST_SUITE("service") {
         CHECK(r.size() == 1);
     }
 
-    TEST_CASE("request: path, query, Accept negotiation") {
+    TEST_CASE("request: path - query - Accept negotiation") {
         probe p;
         p.msg.target("/hello/x?a=1&b=2");
         p.msg.set(http::field::accept, "text/html, Application/JSON;q=0.9");

@@ -104,7 +104,7 @@ TEST_SUITE("service") {
         CHECK(mode_of(dir.file("b.sock")) == 0600);
     }
 
-    TEST_CASE("socket file: removed on stop, with its lock, only while it is still ours") {
+    TEST_CASE("socket file: removed on stop - with its lock - only while it is still ours") {
         temp_dir dir;
         const auto path = dir.file("s.sock");
         {
@@ -127,7 +127,7 @@ TEST_SUITE("service") {
         }
     }
 
-    TEST_CASE("socket file: two servers starting on one path, exactly one wins") {
+    TEST_CASE("socket file: two servers starting on one path - exactly one wins") {
         temp_dir dir;
         const auto path = dir.file("s.sock");
         for (int round = 0; round < 20; ++round) {

@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <regex>
 #include <stdexcept>
 #include <thread>
 
@@ -262,6 +263,22 @@ void raw_socket::shutdown_write() {
     ::shutdown(fd_, SHUT_WR);
 }
 
+std::string body_of(const std::string& raw) {
+    const auto end = raw.find("\r\n\r\n");
+    return end == std::string::npos ? std::string{} : raw.substr(end + 4);
+}
+
+std::string status_line(const std::string& raw) {
+    return raw.substr(0, raw.find("\r\n"));
+}
+
+std::string roundtrip(const proto::endpoint& where, const std::string& bytes) {
+    raw_socket s(where);
+    REQUIRE(s.connected());
+    REQUIRE(s.send(bytes));
+    return s.read_all();
+}
+
 std::size_t count_responses(const std::string& raw) {
     return complete_responses(raw);
 }
@@ -294,9 +311,61 @@ std::string udshttp_path() {
 std::string peers_dir() {
     return UDSHTTP_TEST_PEERS;
 }
+std::string source_dir() {
+    return UDSHTTP_TEST_SOURCE;
+}
 bool in_ci() {
     const char* ci = std::getenv("CI");
     return ci && std::string(ci) == "true";
+}
+
+daemon_fixture::daemon_fixture(bool with_tcp, std::vector<std::string> extra) {
+    std::vector<std::string> argv{udshttpd_path(), "--listen", socket_path()};
+    if (with_tcp) {
+        argv.push_back("--listen");
+        argv.push_back("tcp://127.0.0.1:0");
+    }
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    proc = std::make_unique<child>(argv, dir);
+    const auto expected = with_tcp ? "listening on tcp://" : "listening on unix:";
+    REQUIRE_MESSAGE(proc->wait_for_output(expected), "udshttpd did not start: " << proc->err());
+    if (with_tcp) {
+        std::smatch m;
+        const auto out = proc->out();
+        REQUIRE(std::regex_search(out, m, std::regex("listening on tcp://127.0.0.1:(\\d+)")));
+        tcp_port = static_cast<std::uint16_t>(std::stoi(m[1]));
+    }
+}
+
+std::string daemon_fixture::unix_url(const std::string& target) const {
+    return proto::make_url(proto::endpoint::unix_path(socket_path()), target);
+}
+
+std::string daemon_fixture::tcp_url(const std::string& target) const {
+    return proto::make_url(proto::endpoint::tcp("127.0.0.1", tcp_port), target);
+}
+
+bool require_peer(const std::string& program, const std::string& package) {
+    if (have_program(program))
+        return true;
+    if (in_ci())
+        FAIL(program << " is missing in CI; the test command installs " << package);
+    MESSAGE("skipped: " << program << " not found (apt-get install " << package << ")");
+    return false;
+}
+
+bool require_python_module(const std::string& module, const std::string& package) {
+    if (!require_peer("/usr/bin/python3", "python3"))
+        return false;
+    temp_dir probe;
+    if (run({"/usr/bin/python3", "-c", "import " + module}, probe).code == 0)
+        return true;
+    if (in_ci())
+        FAIL("Python module " << module << " is missing in CI; the test command installs "
+                              << package);
+    MESSAGE("skipped: Python module " << module << " not installed (apt-get install " << package
+                                      << ")");
+    return false;
 }
 
 } // namespace udshttp::test

@@ -107,6 +107,12 @@ private:
     int fd_ = -1;
 };
 
+// The body of the first response in raw bytes (everything after the head), and its status line.
+std::string body_of(const std::string& raw);
+std::string status_line(const std::string& raw);
+// Connects, sends bytes, reads until the server closes.
+std::string roundtrip(const proto::endpoint& where, const std::string& bytes);
+
 // Counts the complete responses (head plus Content-Length body) in a raw byte stream;
 // interim 100 Continue answers do not count.
 std::size_t count_responses(const std::string& raw);
@@ -143,10 +149,31 @@ template <class Transport> struct transport_fixture : server_fixture {
         : server_fixture(std::is_same_v<Transport, unix_transport>, std::move(options), setup) {}
 };
 
+// udshttpd as a child process on a socket in a temp dir (and TCP port 0 when asked), ready
+// once it prints where it listens.
+class daemon_fixture {
+public:
+    explicit daemon_fixture(bool with_tcp = false, std::vector<std::string> extra = {});
+    std::string socket_path() const { return dir.file("d.sock"); }
+    std::string unix_url(const std::string& target) const;
+    std::string tcp_url(const std::string& target) const;
+
+    temp_dir dir;
+    std::unique_ptr<child> proc;
+    std::uint16_t tcp_port = 0;
+};
+
+// True if `program` exists. Otherwise: a failure in CI (the test command installs `package`),
+// a skip with a message elsewhere.
+bool require_peer(const std::string& program, const std::string& package);
+// The same for a Python module from Debian's /usr/bin/python3.
+bool require_python_module(const std::string& module, const std::string& package);
+
 // Paths of the binaries under test, from CMake.
 std::string udshttpd_path();
 std::string udshttp_path();
 std::string peers_dir();
+std::string source_dir(); // the project's top directory
 // True when running in CI (CI=true): missing peers are failures there, not skips.
 bool in_ci();
 
