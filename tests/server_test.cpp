@@ -41,6 +41,11 @@ TEST_SUITE("service") {
         REQUIRE(j);
         CHECK(j->header("Content-Type") == "application/json");
         CHECK(j->body == R"({"message":"Hello Ada","name":"Ada"})");
+        // A name that decodes to invalid UTF-8 is replaced (U+FFFD) in JSON, not a 500.
+        auto invalid = c.get(srv.url("/hello/%FF"), {{"Accept", "application/json"}});
+        REQUIRE(invalid);
+        CHECK(invalid->status == 200);
+        CHECK(invalid->body == "{\"message\":\"Hello \xEF\xBF\xBD\",\"name\":\"\xEF\xBF\xBD\"}");
 
         // Our client refuses to send a malformed URL, so this one goes raw.
         const auto bad = roundtrip(srv.endpoint(), "GET /hello/%zz HTTP/1.1\r\nHost: x\r\n"
@@ -148,7 +153,8 @@ TEST_SUITE("service") {
         std::string batch;
         for (int i = 0; i < 20; ++i)
             batch += "GET /hello/" + std::to_string(i) + " HTTP/1.1\r\nHost: x\r\n\r\n";
-        batch += "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nend";
+        // The CRLF after the body is an empty line before the next request line: ignored.
+        batch += "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nend\r\n";
         batch += "GET /hello/last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
         const auto raw = roundtrip(srv.endpoint(), batch);
         CHECK(count_responses(raw) == 22);
@@ -265,7 +271,15 @@ TEST_SUITE("service") {
             "GET /hello HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
             "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
             "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n",
+            "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n"
+            "\r\n5\r\nhello\r\n0\r\n\r\n",
+            "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nhello",
             "G\x01T / HTTP/1.1\r\n\r\n",
+            "GET /hello HTTP/1.1\r\n\r\n", // HTTP/1.1 needs Host (RFC 9112 3.2)
+            "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, "
+            "chunked\r\n\r\n0\r\n\r\n",
+            "\r\n\r\n\r\n\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n", // more blank lines than
+                                                                          // allowed
         };
         for (const std::string b : bad) {
             CAPTURE(b);
@@ -369,8 +383,9 @@ TEST_SUITE("service") {
         CHECK(a.connections_opened() == 1);
     }
 
-    TEST_CASE_TEMPLATE("a client vanishing mid-request costs only its own connection", T,
-                       BOTH_TRANSPORTS) {
+    TEST_CASE_TEMPLATE(
+        "a client vanishing mid-request or mid-response costs only its own connection", T,
+        BOTH_TRANSPORTS) {
         transport_fixture<T> srv;
         for (int i = 0; i < 20; ++i) {
             raw_socket s(srv.endpoint());
@@ -381,8 +396,25 @@ TEST_SUITE("service") {
             REQUIRE(h.send("GET /hel"));
             h.close();
         }
+        // Mid-response: a 4 MiB echo (more than the socket buffers hold) never read.
+        const std::string big(4 << 20, 'b');
+        for (int i = 0; i < 5; ++i) {
+            raw_socket s(srv.endpoint());
+            REQUIRE(s.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+                           std::to_string(big.size()) + "\r\n\r\n" + big));
+            char head[16];
+            REQUIRE(::recv(s.fd(), head, sizeof head, 0) > 0); // the answer has begun
+        }
         client::client c;
         CHECK(c.get(srv.url("/hello"))->body == "Hello Anonymous");
+        // Every abandoned connection is gone; only the client's own remains.
+        bool back_to_one = false;
+        for (int i = 0; i < 200 && !back_to_one; ++i) {
+            back_to_one = c.get(srv.url("/metrics"))->body.find("udshttp_connections_open 1\n") !=
+                          std::string::npos;
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        CHECK(back_to_one);
     }
 
     TEST_CASE("a server listens on several endpoints at once - TCP over IPv6 too") {

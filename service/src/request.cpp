@@ -39,7 +39,8 @@ void set_text(response& res, std::string text) {
 
 void set_json(response& res, const nlohmann::json& body) {
     res.set(http::field::content_type, "application/json");
-    res.body() = body.dump();
+    // Strings from the wire (a decoded path parameter) may not be UTF-8: replace, never throw.
+    res.body() = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 void set_error(response& res, errc e, std::string message) {

@@ -327,11 +327,22 @@ awaitable<bool> session::await_request(bool first) {
 
 awaitable<> session::run() {
     const auto not_allowed = refusal(opt_, peer_, socket_.native_handle());
+    int blank_lines = 0;
     for (bool first = true;; first = false) {
         if (buffer_.size() == 0 && !co_await await_request(first))
             break;
         const auto start = clock::now();
         slot_.arm(opt_.header_timeout);
+        // RFC 9112 2.2: empty lines before a request line are ignored (some clients send a
+        // CRLF after a body), a few of them: an endless stream of them is not a request.
+        while (blank_lines < 4 && buffer_.size() >= 2 &&
+               std::string_view(static_cast<const char*>(buffer_.data().data()), 2) == "\r\n") {
+            buffer_.consume(2);
+            ++blank_lines;
+        }
+        if (buffer_.size() == 0)
+            continue;
+        blank_lines = 0;
 
         request_parser parser;
         parser.header_limit(
@@ -359,6 +370,20 @@ awaitable<> session::run() {
             break;
         }
         auto& msg = parser.get();
+        // RFC 9112 6.3: a request whose transfer codings do not end in chunked has no knowable
+        // length (Beast would read to EOF): 400 and close, the request-smuggling rule.
+        if (msg.count(http::field::transfer_encoding) != 0 && !parser.chunked()) {
+            std::string why = "malformed request: Transfer-Encoding '" +
+                              std::string(msg[http::field::transfer_encoding]) +
+                              "' does not end in chunked";
+            co_await refuse(errc::bad_request, std::move(why), &msg, start);
+            break;
+        }
+        if (msg.version() >= 11 && msg.count(http::field::host) == 0) {
+            std::string why = "malformed request: HTTP/1.1 request without a Host field";
+            co_await refuse(errc::bad_request, std::move(why), &msg, start);
+            break;
+        }
         if (not_allowed) {
             state_.log.log(log_level::warn, "refused " + std::string(msg.method_string()) + " " +
                                                 std::string(msg.target()) + " from pid " +
