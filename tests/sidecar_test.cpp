@@ -356,7 +356,7 @@ TEST_SUITE("sidecar") {
         const auto ep = proto::endpoint::unix_path(d.socket_path());
         // An upload in flight when SIGTERM arrives: it must still be answered, with close.
         raw_socket slow(ep, 10s);
-        REQUIRE(slow.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12345"));
+        REQUIRE(slow.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n"));
 
         std::atomic<int> answered{0};
         std::atomic<int> closed_unread{0}; // connection closed before the server read the request
@@ -399,7 +399,7 @@ TEST_SUITE("sidecar") {
         CHECK(eventually([&] { return answered > 200; }));
         d.proc->signal(SIGTERM);
         std::this_thread::sleep_for(200ms);
-        CHECK(slow.send("67890"));
+        CHECK(slow.send("1234567890"));
         const auto slow_answer = slow.read_all();
         for (auto& c : clients)
             c.join();
@@ -418,7 +418,7 @@ TEST_SUITE("sidecar") {
     TEST_CASE("the drain timeout cuts a request that does not finish") {
         daemon_fixture d(false, {"--drain-timeout", "300ms"});
         raw_socket stalled(proto::endpoint::unix_path(d.socket_path()), 10s);
-        REQUIRE(stalled.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab"));
+        REQUIRE(stalled.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"));
         REQUIRE(eventually(
             [&] { return raw_socket(proto::endpoint::unix_path(d.socket_path())).connected(); }));
         const auto t0 = std::chrono::steady_clock::now();

@@ -27,7 +27,22 @@ template <class Fn> bool for_each_segment(std::string_view path, Fn&& fn) {
 router& router::add(http::verb method, std::string_view pattern, handler h) {
     if (!h)
         throw std::invalid_argument("route " + std::string(pattern) + ": empty handler");
-    route r{.method = method, .pattern = std::string(pattern), .segments = {}, .fn = std::move(h)};
+    return add_route(method, pattern, std::move(h), nullptr);
+}
+
+router& router::add_stream(http::verb method, std::string_view pattern, stream_factory f) {
+    if (!f)
+        throw std::invalid_argument("route " + std::string(pattern) + ": empty stream factory");
+    return add_route(method, pattern, nullptr, std::move(f));
+}
+
+router& router::add_route(http::verb method, std::string_view pattern, handler h,
+                          stream_factory f) {
+    route r{.method = method,
+            .pattern = std::string(pattern),
+            .segments = {},
+            .fn = std::move(h),
+            .stream = std::move(f)};
     const bool ok = for_each_segment(pattern, [&](std::string_view seg) {
         if (seg.size() >= 2 && seg.front() == '{' && seg.back() == '}') {
             auto name = seg.substr(1, seg.size() - 2);
@@ -110,7 +125,10 @@ router::match_result router::match(http::verb method, std::string_view path, req
             }
             params.emplace_back(name, std::move(*decoded));
         }
-        out.target = &found->fn;
+        if (found->stream)
+            out.stream = &found->stream;
+        else
+            out.target = &found->fn;
         out.index = static_cast<std::size_t>(found - routes_.data());
         return out;
     }

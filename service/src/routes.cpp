@@ -6,6 +6,7 @@
 
 #include <boost/beast/http/field.hpp>
 
+#include <charconv>
 #include <sstream>
 
 namespace udshttp::service::detail {
@@ -20,11 +21,23 @@ void hello(const request& req, response& res) {
         set_text(res, proto::hello_text(name));
 }
 
-void echo_body(const request& req, response& res) {
-    const auto type = req.message()[http::field::content_type];
-    res.set(http::field::content_type, type.empty() ? "application/octet-stream" : type);
-    res.body() = req.body();
-}
+// POST/PUT/PATCH /echo: the body goes back as it arrives, so its size is not bounded by memory
+// (nor by --max-body-bytes). With a Content-Length the answer has the same one; a chunked
+// upload is answered chunked.
+class echo_stream final : public stream_handler {
+public:
+    std::optional<std::uint64_t> begin(const request& req, response& res) override {
+        const auto type = req.message()[http::field::content_type];
+        res.set(http::field::content_type, type.empty() ? "application/octet-stream" : type);
+        const auto length = req.message()[http::field::content_length];
+        std::uint64_t n = 0;
+        if (length.empty() ||
+            std::from_chars(length.data(), length.data() + length.size(), n).ec != std::errc{})
+            return std::nullopt;
+        return n;
+    }
+    void data(std::string_view in, std::string& out) override { out.append(in); }
+};
 
 void echo_describe(const request& req, response& res) {
     proto::echo_info info{.method = std::string(req.message().method_string()),
@@ -149,9 +162,10 @@ void add_builtin_routes(server_state& state) {
     add(http::verb::get, proto::paths::hello, hello);
     add(http::verb::get, proto::paths::hello_name, hello);
     add(http::verb::get, proto::paths::echo, echo_describe);
-    add(http::verb::post, proto::paths::echo, echo_body);
-    add(http::verb::put, proto::paths::echo, echo_body);
-    add(http::verb::patch, proto::paths::echo, echo_body);
+    for (const auto method : {http::verb::post, http::verb::put, http::verb::patch})
+        if (!r.contains(method, proto::paths::echo))
+            r.add_stream(method, proto::paths::echo,
+                         [] { return std::make_unique<echo_stream>(); });
     add(http::verb::get, proto::paths::healthz, [&state](const request&, response& res) {
         set_json(res,
                  proto::health_info{.status = "ok",

@@ -5,9 +5,11 @@
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/string.hpp>
+#include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
@@ -18,11 +20,13 @@
 
 #include <algorithm>
 #include <array>
+#include <deque>
 
 namespace udshttp::service::detail {
 namespace {
 
 namespace beast = boost::beast;
+using namespace boost::asio::experimental::awaitable_operators;
 using request_parser = http::request_parser<http::string_body>;
 
 constexpr std::string_view server_field = "udshttp/" UDSHTTP_VERSION_STRING;
@@ -148,13 +152,12 @@ response make_response(unsigned version, worker& w) {
     return res;
 }
 
-// Routes one request and fills in the response, whatever the handler does. Returns the index
-// of the route that answered, router::npos if none did.
-std::size_t handle(const request_parser::value_type& msg, const proto::peer_info& peer,
-                   const server_state& state, worker& w, response& res) {
-    request req(msg, peer);
+// Answers a request whose body has been read: the matched handler, or 400/404/405, and 500
+// whatever a handler throws. Returns the index of the route that answered, router::npos if none.
+std::size_t handle(const router::match_result& m, const request& req, const server_state& state,
+                   worker& w, response& res) {
+    const auto& msg = req.message();
     try {
-        const auto m = state.routes.match(msg.method(), req.path(), req);
         if (m.bad_encoding) {
             set_error(res, errc::bad_request,
                       "invalid percent-encoding in path '" + std::string(req.path()) + "'");
@@ -249,6 +252,15 @@ private:
     void record(std::string_view method, std::string_view target, const response& res,
                 std::size_t route, std::uint64_t bytes_in, std::size_t bytes_out,
                 clock::time_point start);
+    // Serves a stream route: the body goes to the handler piece by piece and its output to the
+    // peer as it comes. Returns whether the connection may carry another request.
+    awaitable<bool> stream(request_parser& parser, const router::match_result& route,
+                           clock::time_point start);
+    using stream_response = http::response<http::buffer_body>;
+    using stream_serializer = http::response_serializer<http::buffer_body>;
+    struct pump;
+    awaitable<> pump_reader(pump& p, http::request_parser<http::buffer_body>& parser);
+    awaitable<> pump_writer(pump& p, stream_response& out);
     bool bytes_pending() const noexcept {
         char c;
         return ::recv(socket_.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
@@ -347,7 +359,7 @@ awaitable<> session::run() {
         request_parser parser;
         parser.header_limit(
             static_cast<std::uint32_t>(std::min<std::size_t>(opt_.max_header_bytes, UINT32_MAX)));
-        parser.body_limit(opt_.max_body_bytes);
+        parser.body_limit(boost::none); // set below, once the header is known
 
         const auto before = buffer_.size();
         auto [hec, hn] = co_await http::async_read_header(socket_, buffer_, parser);
@@ -394,6 +406,17 @@ awaitable<> session::run() {
             break;
         }
 
+        // --max-body-bytes, judged on Content-Length before any body byte is read (so
+        // Expect: 100-continue gets the 413 instead of a 100); a chunked body is cut off at it.
+        if (const auto length = parser.content_length(); length && *length > opt_.max_body_bytes) {
+            std::string why = describe_limit(errc::payload_too_large, opt_);
+            co_await refuse(errc::payload_too_large, std::move(why), &msg, start);
+            break;
+        }
+        parser.body_limit(opt_.max_body_bytes);
+        request req(msg, peer_);
+        const auto route = state_.routes.match(msg.method(), req.path(), req);
+
         // RFC 9110 10.1.1: answer 100-continue only when we are about to read the body.
         if (msg.version() >= 11 && !parser.is_done() &&
             beast::iequals(msg[http::field::expect], "100-continue")) {
@@ -403,6 +426,12 @@ awaitable<> session::run() {
             if (cec || slot_.timed_out)
                 break;
             w_.stats.bytes_sent.add(cn);
+        }
+
+        if (route.stream) {
+            if (!co_await stream(parser, route, start))
+                break;
+            continue;
         }
 
         // The body: the idle deadline applies to each pause, not to the whole upload.
@@ -427,14 +456,14 @@ awaitable<> session::run() {
             break;
 
         auto res = make_response(msg.version(), w_);
-        const auto route = handle(msg, peer_, state_, w_, res);
+        const auto answered_by = handle(route, req, state_, w_, res);
         const bool keep_alive =
             msg.keep_alive() && !state_.stopping.load(std::memory_order_relaxed);
         finish(res, msg, keep_alive);
 
         slot_.arm(opt_.idle_timeout);
         auto [wec, wn] = co_await http::async_write(socket_, res);
-        record(msg.method_string(), msg.target(), res, route, msg.body().size(), wn, start);
+        record(msg.method_string(), msg.target(), res, answered_by, msg.body().size(), wn, start);
         if (wec || slot_.timed_out || !keep_alive)
             break;
     }
@@ -442,6 +471,203 @@ awaitable<> session::run() {
     boost::system::error_code ignored;
     socket_.shutdown(asio::socket_base::shutdown_both, ignored);
     socket_.close(ignored);
+}
+
+// The state a stream route's reader and writer share. They run at once on the worker's thread,
+// so the peer may send and receive at the same time (as curl does); the queue between them is
+// bounded, so a peer that does not read stops being read from, and memory stays bounded.
+struct session::pump {
+    static constexpr std::size_t queue_cap = 1024 * 1024;
+
+    explicit pump(executor ex) : wake_reader(ex), wake_writer(ex) {}
+
+    std::unique_ptr<stream_handler> handler;
+    std::optional<std::uint64_t> length;
+    std::deque<std::string> queue;
+    std::size_t queued = 0;
+    bool input_done = false; // the body is read and end() has run
+    bool failed = false;     // either side failed: both stop, the connection closes
+    bool head_sent = false;
+    bool keep_alive = false;
+    std::optional<errc> refusal; // a body error before any output: answered with this
+    std::string refusal_message;
+    std::uint64_t received = 0;
+    std::size_t sent = 0;
+    timer_type wake_reader; // "cancel()" is notify: the waiter re-checks its condition
+    timer_type wake_writer;
+
+    static awaitable<> wait(timer_type& t) {
+        t.expires_at(clock::time_point::max());
+        co_await t.async_wait();
+    }
+    void fail(socket_type& socket) {
+        failed = true;
+        boost::system::error_code ignored;
+        socket.cancel(ignored);
+        wake_reader.cancel();
+        wake_writer.cancel();
+    }
+};
+
+awaitable<> session::pump_reader(pump& p, http::request_parser<http::buffer_body>& parser) {
+    std::vector<char> in(64 * 1024);
+    while (!p.failed && !parser.is_done()) {
+        while (p.queued >= pump::queue_cap && !p.failed)
+            co_await pump::wait(p.wake_reader);
+        if (p.failed)
+            co_return;
+        parser.get().body().data = in.data();
+        parser.get().body().size = in.size();
+        slot_.arm(opt_.idle_timeout);
+        auto [ec, n] = co_await http::async_read_some(socket_, buffer_, parser);
+        w_.stats.bytes_received.add(n);
+        if ((ec && ec != http::error::need_buffer) || slot_.timed_out) {
+            if (const auto answer = classify(ec); answer && !p.head_sent && !slot_.timed_out) {
+                p.refusal = answer;
+                p.refusal_message = answer == errc::payload_too_large
+                                        ? describe_limit(*answer, opt_)
+                                        : "malformed request body: " + ec.message();
+            }
+            p.fail(socket_);
+            co_return;
+        }
+        const auto got = in.size() - parser.get().body().size;
+        p.received += got;
+        std::string piece;
+        try {
+            p.handler->data({in.data(), got}, piece);
+        } catch (const std::exception& e) {
+            state_.log.log(log_level::error, "stream handler threw: " + std::string(e.what()));
+            p.fail(socket_);
+            co_return;
+        }
+        if (!piece.empty()) {
+            p.queued += piece.size();
+            p.queue.push_back(std::move(piece));
+            p.wake_writer.cancel();
+        }
+    }
+    if (p.failed)
+        co_return;
+    std::string last;
+    try {
+        p.handler->end(last);
+    } catch (const std::exception& e) {
+        state_.log.log(log_level::error, "stream handler threw: " + std::string(e.what()));
+        p.fail(socket_);
+        co_return;
+    }
+    if (!last.empty()) {
+        p.queued += last.size();
+        p.queue.push_back(std::move(last));
+    }
+    p.input_done = true;
+    p.wake_writer.cancel();
+}
+
+awaitable<> session::pump_writer(pump& p, stream_response& out) {
+    stream_serializer sr(out);
+    for (;;) {
+        while (p.queue.empty() && !p.input_done && !p.failed)
+            co_await pump::wait(p.wake_writer);
+        if (p.failed)
+            co_return;
+        if (!p.head_sent) {
+            // Sent with the first output, not before: a body that is malformed from its first
+            // byte still gets a 400, and a drain that began meanwhile still says close.
+            p.keep_alive = p.keep_alive && !state_.stopping.load(std::memory_order_relaxed);
+            out.keep_alive(p.keep_alive);
+            p.head_sent = true;
+            slot_.arm(opt_.idle_timeout);
+            auto [ec, n] = co_await http::async_write_header(socket_, sr);
+            p.sent += n;
+            if (ec || slot_.timed_out) {
+                p.fail(socket_);
+                co_return;
+            }
+        }
+        if (p.queue.empty()) { // input done: the end of the body (the last chunk, if chunked)
+            out.body().data = nullptr;
+            out.body().size = 0;
+            out.body().more = false;
+            slot_.arm(opt_.idle_timeout);
+            auto [ec, n] = co_await http::async_write(socket_, sr);
+            p.sent += n;
+            if (ec || slot_.timed_out)
+                p.fail(socket_);
+            co_return;
+        }
+        std::string piece = std::move(p.queue.front());
+        p.queue.pop_front();
+        out.body().data = piece.data();
+        out.body().size = piece.size();
+        out.body().more = true;
+        slot_.arm(opt_.idle_timeout);
+        auto [ec, n] = co_await http::async_write(socket_, sr);
+        p.sent += n;
+        p.queued -= piece.size();
+        p.wake_reader.cancel();
+        if ((ec && ec != http::error::need_buffer) || slot_.timed_out) {
+            p.fail(socket_);
+            co_return;
+        }
+    }
+}
+
+awaitable<bool> session::stream(request_parser& parser, const router::match_result& route,
+                                clock::time_point start) {
+    http::request_parser<http::buffer_body> body_parser(std::move(parser));
+    body_parser.body_limit(opt_.max_body_bytes);
+    request_parser::value_type head; // the header, for the handler (its body stays empty)
+    head.base() = body_parser.get().base();
+    request req(head, peer_);
+    state_.routes.match(head.method(), req.path(), req); // the params, now for req
+
+    pump p(socket_.get_executor());
+    auto res = make_response(head.version(), w_);
+    bool started = true;
+    try {
+        p.handler = (*route.stream)();
+        p.length = p.handler->begin(req, res);
+    } catch (const std::exception& e) {
+        state_.log.log(log_level::error, "stream handler for " + std::string(head.method_string()) +
+                                             " " + std::string(head.target()) +
+                                             " threw: " + e.what());
+        started = false;
+    }
+    if (!started) {
+        res = make_response(head.version(), w_);
+        set_error(res, errc::internal_error);
+        finish(res, head, false);
+        slot_.arm(opt_.idle_timeout);
+        auto [ec, n] = co_await http::async_write(socket_, res);
+        record(head.method_string(), head.target(), res, router::npos, 0, n, start);
+        co_return false;
+    }
+
+    stream_response out(res.result(), head.version());
+    out.base() = res.base();
+    p.keep_alive = head.keep_alive();
+    if (p.length)
+        out.content_length(*p.length);
+    else if (head.version() >= 11)
+        out.chunked(true);
+    else
+        p.keep_alive = false; // HTTP/1.0 without a length: the close ends the body
+    out.body().data = nullptr;
+    out.body().more = true;
+
+    co_await (pump_reader(p, body_parser) && pump_writer(p, out));
+
+    if (p.refusal) { // nothing was sent yet: a proper error answer
+        std::string why = std::move(p.refusal_message);
+        slot_.timed_out = false;
+        co_await refuse(*p.refusal, std::move(why), &head, start);
+        co_return false;
+    }
+    res.result(out.result());
+    record(head.method_string(), head.target(), res, route.index, p.received, p.sent, start);
+    co_return !p.failed && p.keep_alive;
 }
 
 } // namespace

@@ -9,6 +9,8 @@
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -63,6 +65,24 @@ private:
     std::string_view path_;
     std::string_view query_;
     std::vector<std::pair<std::string_view, std::string>> params_;
+};
+
+/// A handler that sees the request body as it arrives and answers while it arrives, in memory
+/// bounded by one piece (64 KiB), whatever the body's size: echo, hashing, storing an upload.
+/// One object per request, created by the route's factory; all calls on the worker thread.
+/// Stream routes are not bound by max_body_bytes (that limit exists to bound buffered bodies);
+/// the idle timeout still bounds every pause.
+class stream_handler {
+public:
+    virtual ~stream_handler() = default;
+    /// The request head is complete (req.body() is empty). Set the status and fields on res
+    /// (its body is ignored). Return the response body's exact length if known, or nullopt to
+    /// send it chunked (HTTP/1.1) or delimited by close (HTTP/1.0).
+    virtual std::optional<std::uint64_t> begin(const request& req, response& res) = 0;
+    /// The next piece of the request body; append what to send now to out.
+    virtual void data(std::string_view in, std::string& out) = 0;
+    /// The body is complete; append any final output to out.
+    virtual void end(std::string& out) { (void)out; }
 };
 
 /// Sets a text/plain body.

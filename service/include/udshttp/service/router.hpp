@@ -8,6 +8,7 @@
 #include <udshttp/service/request.hpp>
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -16,6 +17,8 @@ namespace udshttp::service {
 
 /// A route handler. It runs on the connection's worker thread and must not block for long.
 using handler = std::function<void(const request&, response&)>;
+/// Makes the stream_handler for one request of a stream route.
+using stream_factory = std::function<std::unique_ptr<stream_handler>()>;
 
 /// The routing table.
 /// @par Thread safety
@@ -27,11 +30,12 @@ public:
 
     /// What match() found.
     struct match_result {
-        const handler* target = nullptr; ///< the handler, or null for 404/405
-        bool path_known = false;         ///< some route has this path (so: 405, not 404)
-        std::string allow;               ///< for 405: the methods the path has, "GET, HEAD"
-        bool bad_encoding = false;       ///< a {param} had invalid percent-encoding (400)
-        std::size_t index = npos;        ///< the matched route's index, npos if none
+        const handler* target = nullptr;        ///< the handler, or null for 404/405/stream
+        const stream_factory* stream = nullptr; ///< set instead of target for a stream route
+        bool path_known = false;                ///< some route has this path (so: 405, not 404)
+        std::string allow;                      ///< for 405: the methods the path has, "GET, HEAD"
+        bool bad_encoding = false;              ///< a {param} had invalid percent-encoding (400)
+        std::size_t index = npos;               ///< the matched route's index, npos if none
     };
 
     /// One registered route, as at() shows it.
@@ -42,6 +46,8 @@ public:
 
     /// Adds a route. Throws std::invalid_argument for a malformed pattern or a duplicate.
     router& add(http::verb method, std::string_view pattern, handler h);
+    /// Adds a stream route: its handler sees the body as it arrives (see stream_handler).
+    router& add_stream(http::verb method, std::string_view pattern, stream_factory f);
     /// Shorthand for add(GET, ...).
     router& get(std::string_view pattern, handler h) {
         return add(http::verb::get, pattern, std::move(h));
@@ -72,7 +78,9 @@ private:
         std::string pattern;
         std::vector<segment> segments;
         handler fn;
+        stream_factory stream;
     };
+    router& add_route(http::verb method, std::string_view pattern, handler h, stream_factory f);
 
     static bool match_path(const route& r, std::string_view path,
                            std::vector<std::pair<std::string_view, std::string_view>>& raw);
