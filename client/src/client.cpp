@@ -1,11 +1,13 @@
 #include <udshttp/client/client.hpp>
 
+#include <udshttp/client/async_client.hpp>
 #include <udshttp/proto/url.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/basic_stream_socket.hpp>
 #include <boost/asio/basic_waitable_timer.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -13,12 +15,16 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/string.hpp>
+#include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <map>
@@ -27,21 +33,23 @@ namespace udshttp::client {
 namespace {
 
 namespace asio = boost::asio;
+using namespace boost::asio::experimental::awaitable_operators;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using clock = std::chrono::steady_clock;
-using executor = asio::io_context::executor_type;
+using executor = asio::any_io_executor;
 using use_tuple = asio::as_tuple_t<asio::use_awaitable_t<executor>>;
 using socket_type =
     use_tuple::as_default_on_t<asio::basic_stream_socket<asio::generic::stream_protocol, executor>>;
 using resolver_type = use_tuple::as_default_on_t<asio::ip::basic_resolver<asio::ip::tcp, executor>>;
 using timer_type = asio::basic_waitable_timer<clock, asio::wait_traits<clock>, executor>;
-template <class T> using awaitable = asio::awaitable<T, executor>;
+template <class T = void> using awaitable = asio::awaitable<T, executor>;
 
 struct connection {
-    explicit connection(executor ex) : socket(ex) {}
+    explicit connection(executor ex) : socket(std::move(ex)) {}
     socket_type socket;
     beast::flat_buffer buffer;
+    clock::time_point idle_since;
 };
 using connection_ptr = std::unique_ptr<connection>;
 
@@ -130,39 +138,51 @@ std::optional<proto::error_body> response::error_body() const {
     return *decoded;
 }
 
-struct client::impl {
+namespace detail {
+
+// What the writer and the reader of one exchange share. They run at once (full duplex), so a
+// server may answer while the body is still going out: a streamed echo of any size, or an
+// early 413.
+struct exchange {
+    response out;
+    progress prog;
+    const progress_callback* report = nullptr;
+    boost::system::error_code write_ec;
+    boost::system::error_code read_ec;
+    std::optional<error> callback_error; // the source or the sink failed
+    std::size_t read_bytes = 0;          // raw bytes read: 0 means the server said nothing
+    bool write_done = false;
+    bool read_done = false;
+    bool keep_alive = false;
+
+    void tell() const {
+        if (report && *report)
+            (*report)(prog);
+    }
+};
+
+class core {
+public:
+    core(executor ex, client_options o) : ex_(std::move(ex)), options(std::move(o)) {}
+
+    awaitable<result<response>> perform(const request& req, const download* dl);
+
+    executor ex_;
     client_options options;
-    asio::io_context ctx{1};
     std::map<std::string, std::vector<connection_ptr>, std::less<>> idle;
     std::uint64_t opened = 0;
 
-    explicit impl(client_options o) : options(std::move(o)) {}
-
-    // Runs one coroutine to completion on the private io_context.
-    template <class T> T run(awaitable<T> op) {
-        std::optional<T> out;
-        std::exception_ptr failure;
-        asio::co_spawn(ctx, std::move(op), [&](std::exception_ptr e, T value) {
-            failure = e;
-            if (!e)
-                out.emplace(std::move(value));
-        });
-        ctx.restart();
-        ctx.run();
-        if (failure)
-            std::rethrow_exception(failure);
-        return std::move(*out);
-    }
-
+private:
     connection_ptr take_idle(const std::string& key) {
         auto it = idle.find(key);
         if (it == idle.end())
             return nullptr;
         auto& stack = it->second;
+        const auto now = clock::now();
         while (!stack.empty()) {
             auto c = std::move(stack.back());
             stack.pop_back();
-            if (still_open(*c))
+            if (now - c->idle_since <= options.idle_timeout && still_open(*c))
                 return c;
         }
         return nullptr;
@@ -170,8 +190,15 @@ struct client::impl {
 
     void give_back(const std::string& key, connection_ptr c) {
         auto& stack = idle[key];
-        if (stack.size() < options.max_idle_per_endpoint)
+        // Drop the ones idle too long while we are here, oldest first.
+        const auto now = clock::now();
+        std::erase_if(stack, [&](const connection_ptr& old) {
+            return now - old->idle_since > options.idle_timeout;
+        });
+        if (stack.size() < options.max_idle_per_endpoint) {
+            c->idle_since = now;
             stack.push_back(std::move(c));
+        }
     }
 
     // One connect attempt; a named coroutine, not a capturing lambda (GCC 12 miscompiles those).
@@ -187,181 +214,412 @@ struct client::impl {
         co_return cec;
     }
 
-    awaitable<result<connection_ptr>> connect(const proto::endpoint& where, watchdog& wd) {
-        auto c = std::make_unique<connection>(ctx.get_executor());
-        const auto connect_deadline = clock::now() + options.connect_timeout;
-        if (connect_deadline < wd.total())
-            wd.watch(c.get(), connect_deadline, watchdog::kind::connect);
-        else
-            wd.watch_total(c.get());
+    awaitable<result<connection_ptr>> connect(const proto::endpoint& where, watchdog& wd);
+    static awaitable<> write_request(connection& c, http::request<http::buffer_body>& msg,
+                                     const request& req, exchange& x);
+    awaitable<> read_response(connection& c, const request& req, const download* dl, exchange& x);
+};
 
-        boost::system::error_code ec;
-        switch (where.kind) {
-        case proto::transport::unix_path:
-            ec = co_await try_connect(*c, asio::local::stream_protocol::endpoint(where.address));
+awaitable<result<connection_ptr>> core::connect(const proto::endpoint& where, watchdog& wd) {
+    auto c = std::make_unique<connection>(ex_);
+    const auto connect_deadline = clock::now() + options.connect_timeout;
+    if (connect_deadline < wd.total())
+        wd.watch(c.get(), connect_deadline, watchdog::kind::connect);
+    else
+        wd.watch_total(c.get());
+
+    boost::system::error_code ec;
+    switch (where.kind) {
+    case proto::transport::unix_path:
+        ec = co_await try_connect(*c, asio::local::stream_protocol::endpoint(where.address));
+        break;
+    case proto::transport::unix_abstract:
+        ec = co_await try_connect(
+            *c, asio::local::stream_protocol::endpoint(std::string(1, '\0') + where.address));
+        break;
+    case proto::transport::tcp: {
+        boost::system::error_code addr_ec;
+        const auto address = asio::ip::make_address(where.address, addr_ec);
+        if (!addr_ec) {
+            ec = co_await try_connect(*c, asio::ip::tcp::endpoint(address, where.port));
             break;
-        case proto::transport::unix_abstract:
-            ec = co_await try_connect(
-                *c, asio::local::stream_protocol::endpoint(std::string(1, '\0') + where.address));
-            break;
-        case proto::transport::tcp: {
-            boost::system::error_code addr_ec;
-            const auto address = asio::ip::make_address(where.address, addr_ec);
-            if (!addr_ec) {
-                ec = co_await try_connect(*c, asio::ip::tcp::endpoint(address, where.port));
+        }
+        resolver_type resolver(ex_);
+        auto [rec, results] =
+            co_await resolver.async_resolve(where.address, std::to_string(where.port));
+        if (rec) {
+            co_return error{make_error_code(errc::connect_failed),
+                            "connect to " + where.to_string() +
+                                ": cannot resolve host: " + rec.message()};
+        }
+        ec = asio::error::host_not_found;
+        for (const auto& r : results) {
+            ec = co_await try_connect(*c, r.endpoint());
+            if (!ec || wd.fired() != watchdog::kind::none)
+                break;
+        }
+        break;
+    }
+    default:
+        co_return error{make_error_code(errc::invalid_endpoint),
+                        "cannot connect to " + where.to_string() +
+                            ": only socket paths, abstract names and host:port"};
+    }
+    if (wd.fired() == watchdog::kind::connect)
+        co_return error{make_error_code(errc::connect_timeout),
+                        "connect to " + where.to_string() + ": no connection within " +
+                            ms(options.connect_timeout) + " (connect timeout)"};
+    if (wd.fired() == watchdog::kind::total)
+        co_return error{make_error_code(errc::timeout),
+                        "connect to " + where.to_string() + ": request deadline of " +
+                            ms(options.timeout) + " exceeded while connecting"};
+    if (ec)
+        co_return connect_error(ec, where);
+    ++opened;
+    co_return std::move(c);
+}
+
+awaitable<> core::write_request(connection& c, http::request<http::buffer_body>& msg,
+                                const request& req, exchange& x) {
+    http::request_serializer<http::buffer_body> sr(msg);
+    auto [hec, hn] = co_await http::async_write_header(c.socket, sr);
+    if (hec) {
+        x.write_ec = hec;
+        co_return;
+    }
+    const auto send = [&](const char* data, std::size_t n) {
+        msg.body().data = const_cast<char*>(data);
+        msg.body().size = n;
+        msg.body().more = true;
+        return http::async_write(c.socket, sr);
+    };
+    if (req.source) {
+        std::vector<char> buf(64 * 1024);
+        for (;;) {
+            auto n = req.source(buf);
+            if (!n) {
+                x.callback_error = n.error();
                 break;
             }
-            resolver_type resolver(ctx.get_executor());
-            auto [rec, results] =
-                co_await resolver.async_resolve(where.address, std::to_string(where.port));
-            if (rec) {
-                co_return error{make_error_code(errc::connect_failed),
-                                "connect to " + where.to_string() +
-                                    ": cannot resolve host: " + rec.message()};
+            if (*n == 0)
+                break;
+            if (req.source_length && x.prog.sent + *n > *req.source_length) {
+                x.callback_error = error{make_error_code(errc::io_error),
+                                         "the body source gave more than its declared " +
+                                             std::to_string(*req.source_length) + " bytes"};
+                break;
             }
-            ec = asio::error::host_not_found;
-            for (const auto& r : results) {
-                ec = co_await try_connect(*c, r.endpoint());
-                if (!ec || wd.fired() != watchdog::kind::none)
-                    break;
+            auto [ec, written] = co_await send(buf.data(), *n);
+            if (ec && ec != http::error::need_buffer) {
+                x.write_ec = ec;
+                co_return;
             }
-            break;
+            x.prog.sent += *n;
+            x.tell();
+            if (x.read_done) // the server has answered already (an early error): stop sending
+                co_return;
         }
-        default:
-            co_return error{make_error_code(errc::invalid_endpoint),
-                            "cannot connect to " + where.to_string() +
-                                ": only socket paths, abstract names and host:port"};
+        if (!x.callback_error && req.source_length && x.prog.sent != *req.source_length)
+            x.callback_error =
+                error{make_error_code(errc::io_error),
+                      "the body source ended after " + std::to_string(x.prog.sent) +
+                          " of its declared " + std::to_string(*req.source_length) + " bytes"};
+        if (x.callback_error) {
+            boost::system::error_code ignored;
+            c.socket.close(ignored); // a body cut short must not look complete to the server
+            co_return;
         }
-        if (wd.fired() == watchdog::kind::connect)
-            co_return error{make_error_code(errc::connect_timeout),
-                            "connect to " + where.to_string() + ": no connection within " +
-                                ms(options.connect_timeout) + " (connect timeout)"};
-        if (wd.fired() == watchdog::kind::total)
-            co_return error{make_error_code(errc::timeout),
-                            "connect to " + where.to_string() + ": request deadline of " +
-                                ms(options.timeout) + " exceeded while connecting"};
-        if (ec)
-            co_return connect_error(ec, where);
-        ++opened;
-        co_return std::move(c);
+    } else if (!req.body.empty()) {
+        auto [ec, written] = co_await send(req.body.data(), req.body.size());
+        if (ec && ec != http::error::need_buffer) {
+            x.write_ec = ec;
+            co_return;
+        }
+        x.prog.sent += req.body.size();
+    }
+    msg.body().data = nullptr;
+    msg.body().size = 0;
+    msg.body().more = false;
+    auto [ec, written] = co_await http::async_write(c.socket, sr); // the last chunk, if any
+    x.write_ec = ec;
+    x.write_done = !ec;
+}
+
+awaitable<> core::read_response(connection& c, const request& req, const download* dl,
+                                exchange& x) {
+    std::optional<http::response_parser<http::buffer_body>> p;
+    do { // interim 1xx answers (100 Continue) are read and skipped
+        p.emplace();
+        p->header_limit(64 * 1024);
+        p->body_limit(boost::none); // limited below, where the body goes to memory
+        if (req.method == "HEAD")
+            p->skip(true);
+        auto [ec, n] = co_await http::async_read_header(c.socket, c.buffer, *p);
+        x.read_bytes += n;
+        if (ec) {
+            x.read_ec = ec;
+            co_return;
+        }
+    } while (p->get().result_int() / 100 == 1 && p->get().result_int() != 101);
+
+    auto& m = p->get();
+    x.out.status = m.result_int();
+    x.out.reason = std::string(m.reason());
+    x.out.version = m.version();
+    for (const auto& f : m)
+        x.out.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
+    if (const auto length = p->content_length())
+        x.prog.receive_total = *length;
+    const bool to_sink = dl && dl->sink;
+    if (!to_sink && x.prog.receive_total && *x.prog.receive_total > options.max_response_bytes) {
+        x.read_ec = http::error::body_limit;
+        co_return;
     }
 
-    awaitable<result<response>> perform(const request& req, const proto::url& u) {
-        const std::string key = u.where.to_string();
-        const std::string what = req.method + " " + u.to_string();
-        watchdog wd(ctx.get_executor(), clock::now() + options.timeout);
+    std::vector<char> scratch;
+    while (!p->is_done()) {
+        // Into the string directly when the length is known and the body stays in memory;
+        // otherwise through a 64 KiB buffer.
+        char* into = nullptr;
+        std::size_t room = 0;
+        if (!to_sink && x.prog.receive_total) {
+            x.out.body.resize(static_cast<std::size_t>(*x.prog.receive_total));
+            into = x.out.body.data() + x.prog.received;
+            room = x.out.body.size() - x.prog.received;
+        } else {
+            scratch.resize(64 * 1024);
+            into = scratch.data();
+            room = scratch.size();
+        }
+        m.body().data = into;
+        m.body().size = room;
+        auto [ec, n] = co_await http::async_read(c.socket, c.buffer, *p);
+        x.read_bytes += n;
+        if (ec && ec != http::error::need_buffer) {
+            x.read_ec = ec;
+            co_return;
+        }
+        const auto got = room - m.body().size;
+        if (into == scratch.data() && got > 0) {
+            if (to_sink) {
+                if (auto r = dl->sink({into, got}); !r) {
+                    x.callback_error = r.error();
+                    boost::system::error_code ignored;
+                    c.socket.close(ignored);
+                    co_return;
+                }
+            } else {
+                if (x.out.body.size() + got > options.max_response_bytes) {
+                    x.read_ec = http::error::body_limit;
+                    co_return;
+                }
+                x.out.body.append(into, got);
+            }
+        }
+        x.prog.received += got;
+        x.tell();
+    }
+    x.keep_alive = m.keep_alive();
+    x.read_done = true;
+    if (!x.write_done) { // the server answered before taking the whole body: stop sending
+        boost::system::error_code ignored;
+        c.socket.cancel(ignored);
+        x.keep_alive = false;
+    }
+}
 
-        http::request<http::string_body> msg;
-        if (const auto verb = http::string_to_verb(req.method); verb != http::verb::unknown)
-            msg.method(verb);
+awaitable<result<response>> core::perform(const request& req, const download* dl) {
+    auto u = proto::url::parse(req.url);
+    if (!u)
+        co_return u.error();
+    const std::string key = u->where.to_string();
+    const std::string what = req.method + " " + u->to_string();
+    watchdog wd(ex_, clock::now() + options.timeout);
+
+    http::request<http::buffer_body> msg;
+    if (const auto verb = http::string_to_verb(req.method); verb != http::verb::unknown)
+        msg.method(verb);
+    else
+        msg.method_string(req.method);
+    msg.target(u->target);
+    msg.version(11);
+    bool has_host = false;
+    bool has_agent = false;
+    for (const auto& [name, value] : req.headers) {
+        has_host |= beast::iequals(name, "host");
+        has_agent |= beast::iequals(name, "user-agent");
+        msg.insert(name, value);
+    }
+    if (!has_host)
+        msg.set(http::field::host, u->host);
+    if (!has_agent && !options.user_agent.empty())
+        msg.set(http::field::user_agent, options.user_agent);
+    if (req.source) {
+        if (req.source_length)
+            msg.content_length(*req.source_length);
         else
-            msg.method_string(req.method);
-        msg.target(u.target);
-        msg.version(11);
-        bool has_host = false;
-        bool has_agent = false;
-        for (const auto& [name, value] : req.headers) {
-            has_host |= beast::iequals(name, "host");
-            has_agent |= beast::iequals(name, "user-agent");
-            msg.insert(name, value);
-        }
-        if (!has_host)
-            msg.set(http::field::host, u.host);
-        if (!has_agent && !options.user_agent.empty())
-            msg.set(http::field::user_agent, options.user_agent);
-        msg.body() = req.body;
-        msg.prepare_payload();
-
-        auto timed_out = [&]() -> error {
-            return {make_error_code(errc::timeout),
-                    what + ": request deadline of " + ms(options.timeout) + " exceeded"};
-        };
-
-        for (int attempt = 0;; ++attempt) {
-            auto c = take_idle(key);
-            const bool reused = c != nullptr;
-            if (!c) {
-                auto fresh = co_await connect(u.where, wd);
-                if (!fresh) {
-                    wd.cancel();
-                    co_return fresh.error();
-                }
-                c = std::move(*fresh);
-            }
-            wd.watch_total(c.get());
-            // A pooled connection the server closed in the meantime fails on first use; an
-            // idempotent request then goes once more on a fresh connection.
-            const bool may_retry = reused && attempt == 0 && idempotent(req.method);
-
-            auto [wec, wn] = co_await http::async_write(c->socket, msg);
-            if (wec) {
-                if (wd.fired() != watchdog::kind::none) {
-                    wd.cancel();
-                    co_return timed_out();
-                }
-                if (may_retry)
-                    continue;
-                wd.cancel();
-                co_return error{make_error_code(errc::io_error),
-                                what + ": sending the request failed: " + wec.message()};
-            }
-
-            std::optional<http::response_parser<http::string_body>> parser;
-            boost::system::error_code rec;
-            std::size_t received = 0;
-            do {
-                parser.emplace();
-                parser->body_limit(options.max_response_bytes);
-                parser->header_limit(64 * 1024);
-                if (req.method == "HEAD")
-                    parser->skip(true);
-                auto [ec, n] = co_await http::async_read(c->socket, c->buffer, *parser);
-                rec = ec;
-                received += n;
-            } while (!rec && parser->get().result_int() / 100 == 1 &&
-                     parser->get().result_int() != 101);
-
-            if (rec) {
-                if (wd.fired() != watchdog::kind::none) {
-                    wd.cancel();
-                    co_return timed_out();
-                }
-                if (may_retry && received == 0 &&
-                    (rec == http::error::end_of_stream || rec == asio::error::connection_reset ||
-                     rec == asio::error::eof))
-                    continue;
-                wd.cancel();
-                if (rec == http::error::end_of_stream || rec == http::error::partial_message ||
-                    rec == asio::error::eof || rec == asio::error::connection_reset)
-                    co_return error{make_error_code(errc::connection_closed),
-                                    what + ": the server closed the connection before a "
-                                           "complete response"};
-                if (rec == http::error::body_limit)
-                    co_return error{make_error_code(errc::protocol_error),
-                                    what + ": response body exceeds the client limit of " +
-                                        std::to_string(options.max_response_bytes) + " bytes"};
-                if (rec.category() == http::make_error_code(http::error::bad_method).category())
-                    co_return error{make_error_code(errc::protocol_error),
-                                    what + ": malformed response: " + rec.message()};
-                co_return error{make_error_code(errc::io_error),
-                                what + ": reading the response failed: " + rec.message()};
-            }
-            wd.cancel();
-
-            auto& m = parser->get();
-            response out;
-            out.status = m.result_int();
-            out.reason = std::string(m.reason());
-            out.version = m.version();
-            for (const auto& f : m)
-                out.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
-            const bool keep = m.keep_alive();
-            out.body = std::move(m.body());
-            if (keep)
-                give_back(key, std::move(c));
-            co_return out;
-        }
+            msg.chunked(true);
+    } else if (!req.body.empty() || msg.method() == http::verb::post ||
+               msg.method() == http::verb::put || msg.method() == http::verb::patch) {
+        msg.content_length(req.body.size());
     }
+
+    auto failure = [&](errc code, std::string why) -> error {
+        return {make_error_code(code), what + ": " + why};
+    };
+
+    for (int attempt = 0;; ++attempt) {
+        auto c = take_idle(key);
+        const bool reused = c != nullptr;
+        if (!c) {
+            auto fresh = co_await connect(u->where, wd);
+            if (!fresh) {
+                wd.cancel();
+                co_return fresh.error();
+            }
+            c = std::move(*fresh);
+        }
+        wd.watch_total(c.get());
+
+        exchange x;
+        x.prog.send_total = req.source ? req.source_length : std::optional(req.body.size());
+        x.report = dl ? &dl->progress : nullptr;
+        co_await (write_request(*c, msg, req, x) && read_response(*c, req, dl, x));
+
+        if (x.read_done) {
+            wd.cancel();
+            if (x.keep_alive && x.write_done)
+                give_back(key, std::move(c));
+            co_return std::move(x.out);
+        }
+        wd.cancel();
+        if (wd.fired() != watchdog::kind::none)
+            co_return failure(errc::timeout,
+                              "request deadline of " + ms(options.timeout) + " exceeded");
+        if (x.callback_error)
+            co_return error{x.callback_error->code, what + ": " + x.callback_error->message};
+        // A pooled connection the server closed in the meantime fails on first use, before
+        // the server said anything; an idempotent request then goes once more on a fresh one.
+        const auto& ec = x.read_ec ? x.read_ec : x.write_ec;
+        const bool closed = ec == http::error::end_of_stream || ec == asio::error::eof ||
+                            ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
+                            ec == http::error::partial_message;
+        if (reused && attempt == 0 && idempotent(req.method) && !req.source && x.read_bytes == 0 &&
+            closed)
+            continue;
+        if (closed)
+            co_return failure(errc::connection_closed,
+                              "the server closed the connection before a complete response");
+        if (x.read_ec == http::error::body_limit)
+            co_return failure(errc::protocol_error, "response body exceeds the client limit of " +
+                                                        std::to_string(options.max_response_bytes) +
+                                                        " bytes");
+        if (x.read_ec &&
+            x.read_ec.category() == http::make_error_code(http::error::bad_method).category())
+            co_return failure(errc::protocol_error, "malformed response: " + x.read_ec.message());
+        if (x.read_ec)
+            co_return failure(errc::io_error,
+                              "reading the response failed: " + x.read_ec.message());
+        co_return failure(errc::io_error, "sending the request failed: " + x.write_ec.message());
+    }
+}
+
+} // namespace detail
+
+namespace {
+
+// Runs one coroutine to completion on a private io_context.
+template <class T> T run_on(asio::io_context& ctx, awaitable<T> op) {
+    std::optional<T> out;
+    std::exception_ptr failure;
+    asio::co_spawn(ctx, std::move(op), [&](std::exception_ptr e, T value) {
+        failure = e;
+        if (!e)
+            out.emplace(std::move(value));
+    });
+    ctx.restart();
+    ctx.run();
+    if (failure)
+        std::rethrow_exception(failure);
+    return std::move(*out);
+}
+
+result<int> open_or_error(const std::string& path, int flags, const char* what) {
+    const int fd = ::open(path.c_str(), flags | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return error{make_error_code(errc::io_error),
+                     std::string("cannot ") + what + " '" + path + "': " + std::strerror(errno)};
+    return fd;
+}
+
+// Owns a descriptor for the lifetime of the source or sink that captures it.
+struct fd_owner {
+    int fd;
+    bool owned;
+    ~fd_owner() {
+        if (owned)
+            ::close(fd);
+    }
+};
+
+} // namespace
+
+result<std::pair<body_source, std::optional<std::uint64_t>>> file_source(const std::string& path) {
+    auto owner = std::make_shared<fd_owner>(fd_owner{STDIN_FILENO, false});
+    if (path != "-") {
+        auto fd = open_or_error(path, O_RDONLY, "read");
+        if (!fd)
+            return fd.error();
+        owner->fd = *fd;
+        owner->owned = true;
+    }
+    std::optional<std::uint64_t> length;
+    struct stat st {};
+    if (::fstat(owner->fd, &st) == 0 && S_ISREG(st.st_mode))
+        length = static_cast<std::uint64_t>(st.st_size) -
+                 static_cast<std::uint64_t>(std::max<off_t>(0, ::lseek(owner->fd, 0, SEEK_CUR)));
+    const std::string name = path == "-" ? "stdin" : "'" + path + "'";
+    body_source source = [owner, name](std::span<char> buf) -> result<std::size_t> {
+        for (;;) {
+            const auto n = ::read(owner->fd, buf.data(), buf.size());
+            if (n >= 0)
+                return static_cast<std::size_t>(n);
+            if (errno != EINTR)
+                return error{make_error_code(errc::io_error),
+                             "cannot read " + name + ": " + std::strerror(errno)};
+        }
+    };
+    return std::pair{std::move(source), length};
+}
+
+result<body_sink> file_sink(const std::string& path) {
+    auto owner = std::make_shared<fd_owner>(fd_owner{STDOUT_FILENO, false});
+    if (path != "-") {
+        auto fd = open_or_error(path, O_WRONLY | O_CREAT | O_TRUNC, "write");
+        if (!fd)
+            return fd.error();
+        owner->fd = *fd;
+        owner->owned = true;
+    }
+    const std::string name = path == "-" ? "stdout" : "'" + path + "'";
+    return body_sink([owner, name](std::string_view piece) -> result<void> {
+        while (!piece.empty()) {
+            const auto n = ::write(owner->fd, piece.data(), piece.size());
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0)
+                return error{make_error_code(errc::io_error),
+                             "cannot write " + name + ": " + std::strerror(errno)};
+            piece.remove_prefix(static_cast<std::size_t>(n));
+        }
+        return {};
+    });
+}
+
+struct client::impl {
+    asio::io_context ctx{1};
+    detail::core core;
+    explicit impl(client_options o) : core(ctx.get_executor(), std::move(o)) {}
 };
 
 client::client(client_options options) : impl_(std::make_unique<impl>(std::move(options))) {}
@@ -370,10 +628,38 @@ client::client(client&&) noexcept = default;
 client& client::operator=(client&&) noexcept = default;
 
 result<response> client::send(const request& req) {
-    auto u = proto::url::parse(req.url);
-    if (!u)
-        return u.error();
-    return impl_->run(impl_->perform(req, *u));
+    return run_on(impl_->ctx, impl_->core.perform(req, nullptr));
+}
+
+result<response> client::send(const request& req, const download& dl) {
+    return run_on(impl_->ctx, impl_->core.perform(req, &dl));
+}
+
+async_client::async_client(boost::asio::any_io_executor ex, client_options options)
+    : core_(std::make_unique<detail::core>(std::move(ex), std::move(options))) {}
+async_client::~async_client() = default;
+
+boost::asio::awaitable<result<response>> async_client::async_request(request req) {
+    co_return co_await core_->perform(req, nullptr);
+}
+
+boost::asio::awaitable<result<response>> async_client::async_request(request req, download dl) {
+    co_return co_await core_->perform(req, &dl);
+}
+
+std::uint64_t async_client::connections_opened() const noexcept {
+    return core_->opened;
+}
+
+std::size_t async_client::idle_connections() const noexcept {
+    std::size_t n = 0;
+    for (const auto& [key, stack] : core_->idle)
+        n += stack.size();
+    return n;
+}
+
+const client_options& async_client::options() const noexcept {
+    return core_->options;
 }
 
 result<response> client::get(std::string_view url, fields headers) {
@@ -421,18 +707,18 @@ result<nlohmann::json> client::post_json(std::string_view url, const nlohmann::j
 }
 
 std::uint64_t client::connections_opened() const noexcept {
-    return impl_->opened;
+    return impl_->core.opened;
 }
 
 std::size_t client::idle_connections() const noexcept {
     std::size_t n = 0;
-    for (const auto& [key, stack] : impl_->idle)
+    for (const auto& [key, stack] : impl_->core.idle)
         n += stack.size();
     return n;
 }
 
 const client_options& client::options() const noexcept {
-    return impl_->options;
+    return impl_->core.options;
 }
 
 } // namespace udshttp::client

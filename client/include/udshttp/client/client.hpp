@@ -17,8 +17,10 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -29,13 +31,45 @@ namespace udshttp::client {
 /// Header fields in order; names compare case-insensitively.
 using fields = std::vector<std::pair<std::string, std::string>>;
 
+/// Supplies a request body piece by piece: fills `buf`, returns how many bytes it wrote, 0 at
+/// the end. An error aborts the request with that error.
+using body_source = std::function<result<std::size_t>(std::span<char> buf)>;
+/// Receives a response body piece by piece. An error aborts the request with that error.
+using body_sink = std::function<result<void>(std::string_view piece)>;
+
 /// A request to send.
 struct request {
     std::string method = "GET";
     std::string url; ///< http+unix://%2Fpath%2Fto.sock/target or http://host:port/target
     fields headers;  ///< sent as given; Host, Content-Length and User-Agent are added if absent
     std::string body;
+    /// When set, the body comes from here instead of `body`, a piece at a time, never whole
+    /// in memory. The request is then never retried (a source cannot be replayed).
+    body_source source;
+    /// The source's exact length, sent as Content-Length; unset sends the body chunked.
+    std::optional<std::uint64_t> source_length;
 };
+
+/// How far a transfer has come, for progress meters.
+struct progress {
+    std::uint64_t sent = 0;                     ///< request body bytes sent
+    std::uint64_t received = 0;                 ///< response body bytes received
+    std::optional<std::uint64_t> send_total;    ///< the request body's length, if known
+    std::optional<std::uint64_t> receive_total; ///< the response's Content-Length, if any
+};
+using progress_callback = std::function<void(const progress&)>;
+
+/// Streams a response body: where it goes and who watches. Both optional.
+struct download {
+    body_sink sink;             ///< the body goes here; response::body stays empty
+    progress_callback progress; ///< called after every piece in either direction
+};
+
+/// A source reading the file at `path` ("-" for stdin) in pieces, and its length when it is a
+/// regular file. Errors name the path.
+result<std::pair<body_source, std::optional<std::uint64_t>>> file_source(const std::string& path);
+/// A sink writing to the file at `path` (created or truncated; "-" for stdout). Errors name it.
+result<body_sink> file_sink(const std::string& path);
 
 /// A complete response.
 struct response {
@@ -61,13 +95,17 @@ struct client_options {
     std::chrono::milliseconds timeout{30'000};
     /// Idle keep-alive connections kept per endpoint (socket path, abstract name, host:port).
     std::size_t max_idle_per_endpoint = 8;
-    /// Largest response body read into memory.
+    /// Largest response body read into memory (a download sink has no limit).
     std::uint64_t max_response_bytes = std::uint64_t{1} << 30;
+    /// A pooled connection idle for longer is closed instead of reused (servers close idle
+    /// connections too; udshttpd after 60 s).
+    std::chrono::milliseconds idle_timeout{30'000};
     /// The User-Agent field; empty sends none.
     std::string user_agent = "udshttp";
 };
 
-/// A blocking client with a keep-alive connection pool keyed by endpoint.
+/// A blocking client with a keep-alive connection pool keyed by endpoint. It runs the same
+/// code as async_client (<udshttp/client/async_client.hpp>) on a private io_context.
 /// @par Thread safety
 /// One client per thread: a client's calls must not overlap. Separate clients are independent.
 class client {
@@ -79,6 +117,9 @@ public:
 
     /// Sends a request and reads the whole response.
     result<response> send(const request& req);
+    /// Sends a request and streams the response body to dl.sink (full duplex: the response is
+    /// read while the body is still being sent, so an echo of any size runs in bounded memory).
+    result<response> send(const request& req, const download& dl);
 
     /// GET url.
     result<response> get(std::string_view url, fields headers = {});
