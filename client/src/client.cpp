@@ -7,6 +7,7 @@
 #include <boost/asio/basic_stream_socket.hpp>
 #include <boost/asio/basic_waitable_timer.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/io_context.hpp>
@@ -370,6 +371,8 @@ awaitable<> core::read_response(connection& c, const request& req, const downloa
         x.out.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
     if (const auto length = p->content_length())
         x.prog.receive_total = *length;
+    if (dl && dl->head)
+        dl->head(x.out);
     const bool to_sink = dl && dl->sink;
     if (!to_sink && x.prog.receive_total && *x.prog.receive_total > options.max_response_bytes) {
         x.read_ec = http::error::body_limit;
@@ -393,7 +396,7 @@ awaitable<> core::read_response(connection& c, const request& req, const downloa
         }
         m.body().data = into;
         m.body().size = room;
-        auto [ec, n] = co_await http::async_read(c.socket, c.buffer, *p);
+        auto [ec, n] = co_await http::async_read_some(c.socket, c.buffer, *p);
         x.read_bytes += n;
         if (ec && ec != http::error::need_buffer) {
             x.read_ec = ec;
@@ -421,6 +424,10 @@ awaitable<> core::read_response(connection& c, const request& req, const downloa
     }
     x.keep_alive = m.keep_alive();
     x.read_done = true;
+    // The writer's last completion may be queued behind ours (both ready in one reactor
+    // pass): let it run before deciding the body was cut short.
+    for (int i = 0; i < 4 && !x.write_done && !x.write_ec; ++i)
+        co_await asio::post(c.socket.get_executor(), asio::use_awaitable);
     if (!x.write_done) { // the server answered before taking the whole body: stop sending
         boost::system::error_code ignored;
         c.socket.cancel(ignored);

@@ -12,9 +12,14 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <optional>
+#include <span>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include <unistd.h>
 
 namespace {
 
@@ -50,6 +55,8 @@ Options (as curl's):
   -d, --data DATA             send DATA (form type unless -H sets one); @FILE reads FILE
                               without CR/LF, @- reads stdin; repeated -d are joined with &
       --data-binary DATA      send DATA exactly; @FILE and @- read a file or stdin as is
+                              (a lone --data-binary @FILE is streamed, never held whole)
+  -T, --upload-file FILE      PUT FILE, streamed (- for stdin, sent chunked)
       --json DATA             send DATA as JSON (Content-Type and Accept application/json)
   -i, --include               print the status line and header fields before the body
   -I, --head                  send HEAD and print the header fields
@@ -58,6 +65,8 @@ Options (as curl's):
   -s, --silent                print no error messages
   -S, --show-error            print error messages even with -s
   -v, --verbose               print the request and response heads on stderr
+  (bodies stream to stdout or FILE as they arrive; with stderr on a terminal and no -s, a
+   progress line is shown for transfers over 4 MiB)
   -w, --write-out FORMAT      print FORMAT after the transfer: %{http_code},
                               %{size_download}, %{time_total}, %{content_type}, \n
       --unix-socket PATH      connect to the Unix socket PATH; the URL gives the target
@@ -95,6 +104,7 @@ struct cli {
     bool silent = false;
     bool show_error = false;
     bool verbose = false;
+    std::string upload_file; // --data-binary @FILE or -T FILE: streamed, never read whole
     std::string output;
     std::string write_out;
     std::string unix_socket;
@@ -138,6 +148,8 @@ std::string read_data(const cli& c, const std::string& arg, bool strip_newlines)
 }
 
 void add_data(cli& c, const std::string& text, bool join_with_ampersand) {
+    if (!c.upload_file.empty()) // more data after --data-binary @FILE: join them in memory
+        c.data = read_data(c, "@" + std::exchange(c.upload_file, {}), false);
     if (c.has_data && join_with_ampersand)
         c.data += '&';
     c.data += text;
@@ -156,7 +168,7 @@ cli parse_args(int argc, char** argv) {
     std::vector<std::string> args(argv + 1, argv + argc);
     // Expand combined short flags (-sSf) and attached values (-XPOST) into separate words.
     std::vector<std::string> words;
-    const std::string takes_value = "XHdowm";
+    const std::string takes_value = "XHdowmT";
     for (std::size_t i = 0; i < args.size(); ++i) {
         const auto& a = args[i];
         if (a.size() > 2 && a[0] == '-' && a[1] != '-') {
@@ -209,7 +221,20 @@ cli parse_args(int argc, char** argv) {
             add_data(c, read_data(c, next(), true), true);
             c.form_data = true;
         } else if (flag == "--data-binary") {
-            add_data(c, read_data(c, next(), false), true);
+            const auto arg = next();
+            if (arg.size() > 1 && arg.front() == '@' && !c.has_data) {
+                c.upload_file = arg.substr(1); // the only data: stream it
+                c.has_data = true;
+            } else {
+                add_data(c, read_data(c, arg, false), true);
+            }
+        } else if (flag == "-T" || flag == "--upload-file") {
+            if (c.has_data)
+                usage_error("-T cannot be combined with -d/--data-binary/--json");
+            c.upload_file = next();
+            c.has_data = true;
+            if (c.method.empty())
+                c.method = "PUT";
         } else if (flag == "--data-raw") {
             add_data(c, next(), true);
         } else if (flag == "--json") {
@@ -322,7 +347,7 @@ std::string status_and_headers(const udshttp::client::response& r) {
 }
 
 std::string expand_write_out(const std::string& format, const udshttp::client::response& r,
-                             double seconds, const std::string& url) {
+                             double seconds, const std::string& url, std::uint64_t downloaded) {
     std::string out;
     for (std::size_t i = 0; i < format.size(); ++i) {
         if (format[i] == '\\' && i + 1 < format.size()) {
@@ -340,7 +365,7 @@ std::string expand_write_out(const std::string& format, const udshttp::client::r
                 std::snprintf(buf, sizeof buf, "%03u", r.status);
                 out += buf;
             } else if (var == "size_download") {
-                out += std::to_string(r.body.size());
+                out += std::to_string(downloaded);
             } else if (var == "time_total") {
                 char buf[32];
                 std::snprintf(buf, sizeof buf, "%.6f", seconds);
@@ -360,6 +385,51 @@ std::string expand_write_out(const std::string& format, const udshttp::client::r
     }
     return out;
 }
+
+// curl's meter, reduced: one line on stderr, redrawn at most five times a second, shown only
+// on a terminal and only once a transfer passes 4 MiB.
+class progress_meter {
+public:
+    explicit progress_meter(bool enabled) : enabled_(enabled) {}
+
+    void update(const udshttp::client::progress& p) {
+        if (!enabled_ || std::max(p.sent, p.received) < threshold)
+            return;
+        const auto now = std::chrono::steady_clock::now();
+        if (shown_ && now - last_ < std::chrono::milliseconds(200))
+            return;
+        last_ = now;
+        shown_ = true;
+        const double secs = std::chrono::duration<double>(now - start_).count();
+        const double mib = 1024.0 * 1024.0;
+        const double moved = static_cast<double>(p.sent + p.received);
+        char line[160];
+        std::snprintf(line, sizeof line,
+                      "\r  sent %9.1f MiB%s   received %9.1f MiB%s   %8.1f MiB/s ",
+                      static_cast<double>(p.sent) / mib, total(p.send_total).c_str(),
+                      static_cast<double>(p.received) / mib, total(p.receive_total).c_str(),
+                      secs > 0 ? moved / mib / secs : 0.0);
+        std::cerr << line << std::flush;
+    }
+    void finish() {
+        if (shown_)
+            std::cerr << '\n';
+    }
+
+private:
+    static constexpr std::uint64_t threshold = 4 * 1024 * 1024;
+    static std::string total(const std::optional<std::uint64_t>& t) {
+        if (!t)
+            return "";
+        char buf[32];
+        std::snprintf(buf, sizeof buf, " of %.1f", static_cast<double>(*t) / (1024.0 * 1024.0));
+        return buf;
+    }
+    bool enabled_;
+    bool shown_ = false;
+    std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+    std::chrono::steady_clock::time_point last_;
+};
 
 } // namespace
 
@@ -394,17 +464,84 @@ int main(int argc, char** argv) {
         std::cerr << ">\n";
     }
 
+    std::optional<std::uint64_t> upload_length;
+    bool source_failed = false;
+    if (!c.upload_file.empty()) {
+        auto src = udshttp::client::file_source(c.upload_file);
+        if (!src)
+            die(c, read_error, src.error().message);
+        upload_length = src->second;
+        req.source = [inner = std::move(src->first),
+                      &source_failed](std::span<char> buf) -> udshttp::result<std::size_t> {
+            auto n = inner(buf);
+            source_failed = !n;
+            return n;
+        };
+        req.source_length = upload_length;
+        if (c.verbose)
+            std::cerr << "> (body streamed from " << c.upload_file << ")\n";
+    }
+
+    // The body goes out as it arrives. Output opens at the first piece (or at the end for an
+    // empty body), so -f on an error status leaves no file behind.
+    std::optional<udshttp::client::body_sink> out;
+    bool sink_failed = false;
+    std::string error_text; // with -f, an error answer's body, for the message
+    std::uint64_t downloaded = 0;
+    const udshttp::client::response* head = nullptr;
+    auto open_output = [&]() -> bool {
+        if (out)
+            return true;
+        auto s = udshttp::client::file_sink(c.output.empty() ? "-" : c.output);
+        if (!s) {
+            error_text = s.error().message;
+            sink_failed = true;
+            return false;
+        }
+        out = std::move(*s);
+        return true;
+    };
+    progress_meter meter(!c.silent && ::isatty(STDERR_FILENO));
+    udshttp::client::download dl;
+    dl.head = [&](const udshttp::client::response& r) {
+        head = &r;
+        if ((c.include || c.head) && !(c.fail && r.status >= 400) && open_output()) {
+            const auto text = status_and_headers(r);
+            if (!(*out)(text))
+                sink_failed = true;
+        }
+    };
+    dl.sink = [&](std::string_view piece) -> udshttp::result<void> {
+        downloaded += piece.size();
+        if (c.fail && head && head->status >= 400) {
+            if (error_text.size() < 64 * 1024)
+                error_text.append(piece);
+            return {};
+        }
+        if (!open_output())
+            return udshttp::error{make_error_code(udshttp::errc::io_error), error_text};
+        auto r = (*out)(piece);
+        sink_failed = !r;
+        return r;
+    };
+    dl.progress = [&](const udshttp::client::progress& p) { meter.update(p); };
+
     udshttp::client::client client(c.options);
     const auto started = std::chrono::steady_clock::now();
-    auto r = client.send(req);
+    auto r = client.send(req, dl);
+    meter.finish();
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     if (!r)
-        die(c, exit_code_for(r.error()), r.error().message);
+        die(c,
+            source_failed ? read_error
+            : sink_failed ? write_error
+                          : exit_code_for(r.error()),
+            r.error().message);
 
     if (c.verbose) {
-        std::istringstream head(status_and_headers(*r));
-        for (std::string line; std::getline(head, line);) {
+        std::istringstream head_text(status_and_headers(*r));
+        for (std::string line; std::getline(head_text, line);) {
             if (!line.empty() && line.back() == '\r')
                 line.pop_back();
             std::cerr << "< " << line << '\n';
@@ -413,31 +550,15 @@ int main(int argc, char** argv) {
     if (c.fail && r->status >= 400) {
         std::string message = req.method + " " + req.url + ": the server answered " +
                               std::to_string(r->status) + " " + r->reason;
+        r->body = error_text;
         if (auto body = r->error_body(); body && !body->message.empty())
             message += ": " + body->message;
         die(c, http_error, message);
     }
-
-    std::string out;
-    if (c.include || c.head)
-        out = status_and_headers(*r);
-    if (!c.head)
-        out += r->body;
-    if (c.output.empty() || c.output == "-") {
-        std::cout.write(out.data(), static_cast<std::streamsize>(out.size()));
-        std::cout.flush();
-        if (!std::cout)
-            die(c, write_error, "cannot write to stdout");
-    } else {
-        std::ofstream file(c.output, std::ios::binary | std::ios::trunc);
-        if (!file)
-            die(c, write_error, "cannot write '" + c.output + "': " + std::strerror(errno));
-        file.write(out.data(), static_cast<std::streamsize>(out.size()));
-        file.close();
-        if (!file)
-            die(c, write_error, "cannot write '" + c.output + "': " + std::strerror(errno));
-    }
+    if (!open_output() || sink_failed)
+        die(c, write_error, error_text.empty() ? "cannot write the output" : error_text);
+    std::cout.flush();
     if (!c.write_out.empty())
-        std::cout << expand_write_out(c.write_out, *r, seconds, req.url) << std::flush;
+        std::cout << expand_write_out(c.write_out, *r, seconds, req.url, downloaded) << std::flush;
     return ok;
 }

@@ -311,6 +311,9 @@ std::string udshttp_path() {
 std::string peers_dir() {
     return UDSHTTP_TEST_PEERS;
 }
+std::string stream_check_path() {
+    return UDSHTTP_TEST_STREAM_CHECK;
+}
 std::string source_dir() {
     return UDSHTTP_TEST_SOURCE;
 }

@@ -173,7 +173,8 @@ bool require_python_module(const std::string& module, const std::string& package
 std::string udshttpd_path();
 std::string udshttp_path();
 std::string peers_dir();
-std::string source_dir(); // the project's top directory
+std::string source_dir();        // the project's top directory
+std::string stream_check_path(); // tests/helpers/stream_check
 // True when running in CI (CI=true): missing peers are failures there, not skips.
 bool in_ci();
 

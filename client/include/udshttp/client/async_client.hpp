@@ -4,7 +4,9 @@
 /// The awaitable client, for callers that run their own io_context:
 ///
 ///     boost::asio::awaitable<void> work(udshttp::client::async_client& c) {
-///         auto r = co_await c.async_request({.url = "http+unix://%2Frun%2Fapp.sock/hello"});
+///         udshttp::client::request req{.url = "http+unix://%2Frun%2Fapp.sock/hello"};
+///         auto r = co_await c.async_request(std::move(req)); // (a named request: GCC 12 mishandles
+///                                                           //  temporaries inside co_await)
 ///         if (r) std::cout << r->body << '\n';
 ///     }
 ///     boost::asio::io_context ctx;

@@ -50,6 +50,8 @@ struct request {
     std::optional<std::uint64_t> source_length;
 };
 
+struct response;
+
 /// How far a transfer has come, for progress meters.
 struct progress {
     std::uint64_t sent = 0;                     ///< request body bytes sent
@@ -63,6 +65,8 @@ using progress_callback = std::function<void(const progress&)>;
 struct download {
     body_sink sink;             ///< the body goes here; response::body stays empty
     progress_callback progress; ///< called after every piece in either direction
+    /// Called once the status and header fields have arrived, before the first body piece.
+    std::function<void(const response&)> head;
 };
 
 /// A source reading the file at `path` ("-" for stdin) in pieces, and its length when it is a
