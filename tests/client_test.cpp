@@ -48,9 +48,89 @@ std::string unix_url(const std::string& path, const std::string& target) {
     return proto::make_url(proto::endpoint::unix_path(path), target);
 }
 
+// A server that answers every request with "ok" and keep-alive, except the second request it
+// receives, on whose connection it closes without a word: the race in which a server closes
+// an idle connection just as the client reuses it.
+class closes_second_request {
+public:
+    explicit closes_second_request(const std::string& path) {
+        fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        std::memcpy(addr.sun_path, path.data(), path.size());
+        REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+        REQUIRE(::listen(fd_, 4) == 0);
+        thread_ = std::thread([this] {
+            int served = 0;
+            for (;;) {
+                const int conn = ::accept(fd_, nullptr, nullptr);
+                if (conn < 0)
+                    return;
+                char buf[4096];
+                while (::recv(conn, buf, sizeof buf, 0) > 0) {
+                    if (++served == 2)
+                        break;
+                    static constexpr std::string_view ok =
+                        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                    [[maybe_unused]] auto n = ::send(conn, ok.data(), ok.size(), MSG_NOSIGNAL);
+                }
+                ::close(conn);
+            }
+        });
+    }
+    ~closes_second_request() {
+        ::shutdown(fd_, SHUT_RDWR);
+        ::close(fd_);
+        thread_.join();
+    }
+
+private:
+    int fd_ = -1;
+    std::thread thread_;
+};
+
 } // namespace
 
 TEST_SUITE("client") {
+
+    TEST_CASE("a reused connection closed under the request: GET is retried once - POST is not") {
+        temp_dir dir;
+        {
+            const auto path = dir.file("get.sock");
+            closes_second_request server(path);
+            client::client c;
+            REQUIRE(c.get(unix_url(path, "/a")));
+            auto second = c.get(unix_url(path, "/b"));
+            REQUIRE(second);
+            CHECK(second->body == "ok");
+            CHECK(c.connections_opened() == 2);
+        }
+        {
+            const auto path = dir.file("post.sock");
+            closes_second_request server(path);
+            client::client c;
+            // (Empty bodies: this server counts one recv() as one request.)
+            REQUIRE(c.post(unix_url(path, "/a"), ""));
+            auto second = c.post(unix_url(path, "/b"), "");
+            REQUIRE_FALSE(second);
+            CHECK(second.error().code == make_error_code(errc::connection_closed));
+            CHECK(c.connections_opened() == 1); // a POST may have taken effect: never resent
+        }
+    }
+
+    TEST_CASE("per-request deadlines override the client's") {
+        temp_dir dir;
+        const auto path = dir.file("mute.sock");
+        mute_socket mute(path, true);
+        client::client c; // 30 s by default
+        client::request req{.method = "GET", .url = unix_url(path, "/")};
+        req.timeout = std::chrono::milliseconds(200);
+        const auto t0 = std::chrono::steady_clock::now();
+        auto r = c.send(req);
+        REQUIRE_FALSE(r);
+        CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(3));
+        CHECK(r.error().message.find("request deadline of 200 ms exceeded") != std::string::npos);
+    }
 
     TEST_CASE("errors name the endpoint and the meaning") {
         temp_dir dir;

@@ -7,12 +7,12 @@
 #include <boost/asio/basic_stream_socket.hpp>
 #include <boost/asio/basic_waitable_timer.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/string.hpp>
@@ -215,15 +215,21 @@ private:
         co_return cec;
     }
 
-    awaitable<result<connection_ptr>> connect(const proto::endpoint& where, watchdog& wd);
+    struct deadlines {
+        std::chrono::milliseconds connect;
+        std::chrono::milliseconds total;
+    };
+    awaitable<result<connection_ptr>> connect(const proto::endpoint& where, watchdog& wd,
+                                              deadlines limits);
     static awaitable<> write_request(connection& c, http::request<http::buffer_body>& msg,
                                      const request& req, exchange& x);
     awaitable<> read_response(connection& c, const request& req, const download* dl, exchange& x);
 };
 
-awaitable<result<connection_ptr>> core::connect(const proto::endpoint& where, watchdog& wd) {
+awaitable<result<connection_ptr>> core::connect(const proto::endpoint& where, watchdog& wd,
+                                                deadlines limits) {
     auto c = std::make_unique<connection>(ex_);
-    const auto connect_deadline = clock::now() + options.connect_timeout;
+    const auto connect_deadline = clock::now() + limits.connect;
     if (connect_deadline < wd.total())
         wd.watch(c.get(), connect_deadline, watchdog::kind::connect);
     else
@@ -269,11 +275,11 @@ awaitable<result<connection_ptr>> core::connect(const proto::endpoint& where, wa
     if (wd.fired() == watchdog::kind::connect)
         co_return error{make_error_code(errc::connect_timeout),
                         "connect to " + where.to_string() + ": no connection within " +
-                            ms(options.connect_timeout) + " (connect timeout)"};
+                            ms(limits.connect) + " (connect timeout)"};
     if (wd.fired() == watchdog::kind::total)
         co_return error{make_error_code(errc::timeout),
                         "connect to " + where.to_string() + ": request deadline of " +
-                            ms(options.timeout) + " exceeded while connecting"};
+                            ms(limits.total) + " exceeded while connecting"};
     if (ec)
         co_return connect_error(ec, where);
     ++opened;
@@ -441,7 +447,9 @@ awaitable<result<response>> core::perform(const request& req, const download* dl
         co_return u.error();
     const std::string key = u->where.to_string();
     const std::string what = req.method + " " + u->to_string();
-    watchdog wd(ex_, clock::now() + options.timeout);
+    const deadlines limits{req.connect_timeout.value_or(options.connect_timeout),
+                           req.timeout.value_or(options.timeout)};
+    watchdog wd(ex_, clock::now() + limits.total);
 
     http::request<http::buffer_body> msg;
     if (const auto verb = http::string_to_verb(req.method); verb != http::verb::unknown)
@@ -479,7 +487,7 @@ awaitable<result<response>> core::perform(const request& req, const download* dl
         auto c = take_idle(key);
         const bool reused = c != nullptr;
         if (!c) {
-            auto fresh = co_await connect(u->where, wd);
+            auto fresh = co_await connect(u->where, wd, limits);
             if (!fresh) {
                 wd.cancel();
                 co_return fresh.error();
@@ -502,7 +510,7 @@ awaitable<result<response>> core::perform(const request& req, const download* dl
         wd.cancel();
         if (wd.fired() != watchdog::kind::none)
             co_return failure(errc::timeout,
-                              "request deadline of " + ms(options.timeout) + " exceeded");
+                              "request deadline of " + ms(limits.total) + " exceeded");
         if (x.callback_error)
             co_return error{x.callback_error->code, what + ": " + x.callback_error->message};
         // A pooled connection the server closed in the meantime fails on first use, before

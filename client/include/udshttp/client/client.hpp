@@ -48,6 +48,9 @@ struct request {
     body_source source;
     /// The source's exact length, sent as Content-Length; unset sends the body chunked.
     std::optional<std::uint64_t> source_length;
+    /// This request's deadlines, overriding client_options::timeout / connect_timeout.
+    std::optional<std::chrono::milliseconds> timeout;
+    std::optional<std::chrono::milliseconds> connect_timeout;
 };
 
 struct response;
