@@ -25,14 +25,8 @@ namespace {
 class mute_socket {
 public:
     mute_socket(const std::string& path, bool listening) {
-        fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_un addr{};
-        addr.sun_family = AF_UNIX;
-        std::memcpy(addr.sun_path, path.data(), path.size());
-        REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-        if (listening)
-            REQUIRE(::listen(fd_, 16) == 0);
-        else
+        fd_ = bind_unix_socket(path, listening ? 16 : -1);
+        if (!listening)
             ::close(std::exchange(fd_, -1)); // leaves a stale socket file
     }
     ~mute_socket() {
@@ -54,12 +48,7 @@ std::string unix_url(const std::string& path, const std::string& target) {
 class closes_second_request {
 public:
     explicit closes_second_request(const std::string& path) {
-        fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_un addr{};
-        addr.sun_family = AF_UNIX;
-        std::memcpy(addr.sun_path, path.data(), path.size());
-        REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-        REQUIRE(::listen(fd_, 4) == 0);
+        fd_ = bind_unix_socket(path, 4);
         thread_ = std::thread([this] {
             int served = 0;
             for (;;) {

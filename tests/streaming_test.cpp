@@ -54,12 +54,7 @@ client::body_source repeat(std::string piece, int pieces) {
 class stalling_server {
 public:
     explicit stalling_server(const std::string& path) {
-        fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_un addr{};
-        addr.sun_family = AF_UNIX;
-        std::memcpy(addr.sun_path, path.data(), path.size());
-        REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-        REQUIRE(::listen(fd_, 4) == 0);
+        fd_ = bind_unix_socket(path, 4);
         thread_ = std::thread([this] {
             while (!stop_) {
                 const int conn = ::accept(fd_, nullptr, nullptr);

@@ -263,6 +263,17 @@ void raw_socket::shutdown_write() {
     ::shutdown(fd_, SHUT_WR);
 }
 
+int bind_unix_socket(const std::string& path, int backlog) {
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path.data(), path.size());
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    if (backlog >= 0)
+        REQUIRE(::listen(fd, backlog) == 0);
+    return fd;
+}
+
 std::string body_of(const std::string& raw) {
     const auto end = raw.find("\r\n\r\n");
     return end == std::string::npos ? std::string{} : raw.substr(end + 4);

@@ -113,6 +113,10 @@ std::string status_line(const std::string& raw);
 // Connects, sends bytes, reads until the server closes.
 std::string roundtrip(const proto::endpoint& where, const std::string& bytes);
 
+// A Unix stream socket bound at path, listening with `backlog` (or not listening at all when
+// backlog < 0, which leaves a stale socket file once closed). Returns the descriptor.
+int bind_unix_socket(const std::string& path, int backlog);
+
 // Counts the complete responses (head plus Content-Length body) in a raw byte stream;
 // interim 100 Continue answers do not count.
 std::size_t count_responses(const std::string& raw);
