@@ -380,7 +380,8 @@ awaitable<> core::read_response(connection& c, const request& req, const downloa
     if (dl && dl->head)
         dl->head(x.out);
     const bool to_sink = dl && dl->sink;
-    if (!to_sink && x.prog.receive_total && *x.prog.receive_total > options.max_response_bytes) {
+    if (!to_sink && !p->is_done() && x.prog.receive_total &&
+        *x.prog.receive_total > options.max_response_bytes) {
         x.read_ec = http::error::body_limit;
         co_return;
     }

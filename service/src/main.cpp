@@ -62,7 +62,7 @@ process created, exit 0. With --allow-uid/--allow-gid set, TCP peers get 403 (no
 
 Routes:
   GET  /  /hello  /hello/{name}   "Hello NAME" (JSON with Accept: application/json)
-  POST|PUT|PATCH /echo            the request body, byte for byte
+  POST|PUT|PATCH /echo            the request body, byte for byte, streamed as it arrives
   GET  /echo                      JSON: method, target, headers, peer (pid/uid/gid or address)
   GET  /healthz                   JSON status
   GET  /metrics                   Prometheus text format

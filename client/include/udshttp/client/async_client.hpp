@@ -5,8 +5,8 @@
 ///
 ///     boost::asio::awaitable<void> work(udshttp::client::async_client& c) {
 ///         udshttp::client::request req{.url = "http+unix://%2Frun%2Fapp.sock/hello"};
-///         auto r = co_await c.async_request(std::move(req)); // (a named request: GCC 12 mishandles
-///                                                           //  temporaries inside co_await)
+///         // A named request: GCC 12 mishandles temporaries inside co_await.
+///         auto r = co_await c.async_request(std::move(req));
 ///         if (r) std::cout << r->body << '\n';
 ///     }
 ///     boost::asio::io_context ctx;
