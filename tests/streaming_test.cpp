@@ -249,9 +249,14 @@ TEST_SUITE("client") {
         const auto server_kb = vm_hwm_kb(d.proc->pid());
         MESSAGE("1 GiB echoed in " << secs << " s; peak RSS client " << client_kb / 1024
                                    << " MiB, server " << server_kb / 1024 << " MiB");
-        CHECK(client_kb < 64 * 1024);
         CHECK(server_kb > 0);
+#if defined(__SANITIZE_ADDRESS__)
+        MESSAGE("memory bounds not checked: AddressSanitizer's shadow memory and quarantine "
+                "dominate the resident size in this build");
+#else
+        CHECK(client_kb < 64 * 1024);
         CHECK(server_kb < 64 * 1024);
+#endif
 
         // Chunked both ways (no length known up front).
         auto chunked =

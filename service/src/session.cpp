@@ -496,6 +496,22 @@ struct session::pump {
     timer_type wake_reader; // "cancel()" is notify: the waiter re-checks its condition
     timer_type wake_writer;
 
+    // Written pieces are kept for reuse, so a stream allocates a handful of buffers in all,
+    // not one per piece.
+    std::vector<std::string> spare;
+    std::string spare_piece() {
+        if (spare.empty())
+            return {};
+        std::string s = std::move(spare.back());
+        spare.pop_back();
+        s.clear();
+        return s;
+    }
+    void recycle(std::string s) {
+        if (spare.size() < 8)
+            spare.push_back(std::move(s));
+    }
+
     static awaitable<> wait(timer_type& t) {
         t.expires_at(clock::time_point::max());
         co_await t.async_wait();
@@ -533,7 +549,7 @@ awaitable<> session::pump_reader(pump& p, http::request_parser<http::buffer_body
         }
         const auto got = in.size() - parser.get().body().size;
         p.received += got;
-        std::string piece;
+        std::string piece = p.spare_piece();
         try {
             p.handler->data({in.data(), got}, piece);
         } catch (const std::exception& e) {
@@ -606,6 +622,7 @@ awaitable<> session::pump_writer(pump& p, stream_response& out) {
         auto [ec, n] = co_await http::async_write(socket_, sr);
         p.sent += n;
         p.queued -= piece.size();
+        p.recycle(std::move(piece));
         p.wake_reader.cancel();
         if ((ec && ec != http::error::need_buffer) || slot_.timed_out) {
             p.fail(socket_);
