@@ -318,6 +318,23 @@ TEST_SUITE("sidecar") {
         }
     }
 
+    TEST_CASE("allow-gid: a supplementary group is enough (SO_PEERGROUPS)") {
+        if (::geteuid() != 0) {
+            MESSAGE("skipped: needs root to run a client as nobody with chosen groups");
+            return;
+        }
+        daemon_fixture d(false, {"--allow-gid", "12345", "--socket-mode", "0666"});
+        ::chmod(d.dir.path().c_str(), 0755);
+        const auto as_nobody = [&](std::vector<gid_t> groups) {
+            return run({udshttp_path(), "-sS", "-f", d.unix_url("/hello")}, d.dir,
+                       {.uid = nobody, .env = {}, .stdin_file = {}, .groups = std::move(groups)});
+        };
+        CHECK(as_nobody({}).code == 22); // primary group nogroup only: 403
+        auto member = as_nobody({12345});
+        CHECK(member.code == 0);
+        CHECK(member.out == "Hello Anonymous");
+    }
+
     TEST_CASE("allow lists refuse TCP peers - whose identity is unknown") {
         daemon_fixture d(true, {"--allow-uid", std::to_string(::getuid())});
         CHECK(

@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -72,7 +73,9 @@ child::child(std::vector<std::string> argv, const temp_dir& dir, spawn_options o
         ::sigprocmask(SIG_SETMASK, &none, nullptr);
         for (auto& e : options.env)
             ::putenv(e.data());
-        if (options.uid && (::setgid(*options.uid) != 0 || ::setuid(*options.uid) != 0))
+        // Supplementary groups first (only these, not the parent's), then gid, then uid.
+        if (options.uid && (::setgroups(options.groups.size(), options.groups.data()) != 0 ||
+                            ::setgid(*options.uid) != 0 || ::setuid(*options.uid) != 0))
             ::_exit(126);
         ::execvp(args[0], args.data());
         ::_exit(127);

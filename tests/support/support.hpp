@@ -48,6 +48,7 @@ public:
         std::optional<uid_t> uid;     // setuid() before exec (tests that run as root)
         std::vector<std::string> env; // extra NAME=value entries
         std::string stdin_file;       // redirect stdin from this file
+        std::vector<gid_t> groups;    // with uid: the only supplementary groups
     };
     child(std::vector<std::string> argv, const temp_dir& dir, spawn_options options = {});
     ~child();
