@@ -488,7 +488,7 @@ int main(int argc, char** argv) {
     bool sink_failed = false;
     std::string error_text; // with -f, an error answer's body, for the message
     std::uint64_t downloaded = 0;
-    const udshttp::client::response* head = nullptr;
+    unsigned status = 0; // of the response whose head has arrived
     auto open_output = [&]() -> bool {
         if (out)
             return true;
@@ -504,7 +504,7 @@ int main(int argc, char** argv) {
     progress_meter meter(!c.silent && ::isatty(STDERR_FILENO));
     udshttp::client::download dl;
     dl.head = [&](const udshttp::client::response& r) {
-        head = &r;
+        status = r.status;
         if ((c.include || c.head) && !(c.fail && r.status >= 400) && open_output()) {
             const auto text = status_and_headers(r);
             if (!(*out)(text))
@@ -513,7 +513,7 @@ int main(int argc, char** argv) {
     };
     dl.sink = [&](std::string_view piece) -> udshttp::result<void> {
         downloaded += piece.size();
-        if (c.fail && head && head->status >= 400) {
+        if (c.fail && status >= 400) {
             if (error_text.size() < 64 * 1024)
                 error_text.append(piece);
             return {};

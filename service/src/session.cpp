@@ -246,6 +246,10 @@ public:
                        clock::time_point start);
 
 private:
+    // The checks a request head must pass before its body is read or routed: the error to
+    // answer with and why, or nullopt.
+    std::optional<std::pair<errc, std::string>>
+    check_head(const request_parser& parser, const std::optional<std::string>& not_allowed) const;
     // Waits for the first byte of the next request. False: close without answering (peer
     // gone, idle too long, or the server is draining and nothing has arrived).
     awaitable<bool> await_request(bool first);
@@ -255,11 +259,14 @@ private:
     // Serves a stream route: the body goes to the handler piece by piece and its output to the
     // peer as it comes. Returns whether the connection may carry another request.
     awaitable<bool> stream(request_parser& parser, const router::match_result& route,
-                           clock::time_point start);
+                           request& matched, clock::time_point start);
     using stream_response = http::response<http::buffer_body>;
     using stream_serializer = http::response_serializer<http::buffer_body>;
     struct pump;
     awaitable<> pump_reader(pump& p, http::request_parser<http::buffer_body>& parser);
+    // Gives the handler a body piece (or, with nullopt, the end) and queues its output; false
+    // (and the pump failed) if the handler threw.
+    bool feed(pump& p, std::optional<std::string_view> in);
     awaitable<> pump_writer(pump& p, stream_response& out);
     bool bytes_pending() const noexcept {
         char c;
@@ -310,6 +317,33 @@ awaitable<> session::refuse(errc e, std::string message, const request_parser::v
            msg ? msg->body().size() : 0, n, start);
     if (!ec)
         co_await lingering_close(socket_, slot_);
+}
+
+std::optional<std::pair<errc, std::string>>
+session::check_head(const request_parser& parser,
+                    const std::optional<std::string>& not_allowed) const {
+    const auto& msg = parser.get();
+    // RFC 9112 6.3: a request whose transfer codings do not end in chunked has no knowable
+    // length (Beast would read to EOF): 400 and close, the request-smuggling rule.
+    if (msg.count(http::field::transfer_encoding) != 0 && !parser.chunked())
+        return std::pair{errc::bad_request, "malformed request: Transfer-Encoding '" +
+                                                std::string(msg[http::field::transfer_encoding]) +
+                                                "' does not end in chunked"};
+    if (msg.version() >= 11 && msg.count(http::field::host) == 0)
+        return std::pair{errc::bad_request,
+                         std::string("malformed request: HTTP/1.1 request without a Host field")};
+    if (not_allowed) {
+        state_.log.log(log_level::warn, "refused " + std::string(msg.method_string()) + " " +
+                                            std::string(msg.target()) + " from pid " +
+                                            std::to_string(peer_.pid.value_or(-1)) + ": " +
+                                            *not_allowed);
+        return std::pair{errc::forbidden, "this peer may not call: " + *not_allowed};
+    }
+    // --max-body-bytes, judged on Content-Length before any body byte is read (so
+    // Expect: 100-continue gets the 413 instead of a 100); a chunked body is cut off at it.
+    if (const auto length = parser.content_length(); length && *length > opt_.max_body_bytes)
+        return std::pair{errc::payload_too_large, describe_limit(errc::payload_too_large, opt_)};
+    return std::nullopt;
 }
 
 awaitable<bool> session::await_request(bool first) {
@@ -382,35 +416,8 @@ awaitable<> session::run() {
             break;
         }
         auto& msg = parser.get();
-        // RFC 9112 6.3: a request whose transfer codings do not end in chunked has no knowable
-        // length (Beast would read to EOF): 400 and close, the request-smuggling rule.
-        if (msg.count(http::field::transfer_encoding) != 0 && !parser.chunked()) {
-            std::string why = "malformed request: Transfer-Encoding '" +
-                              std::string(msg[http::field::transfer_encoding]) +
-                              "' does not end in chunked";
-            co_await refuse(errc::bad_request, std::move(why), &msg, start);
-            break;
-        }
-        if (msg.version() >= 11 && msg.count(http::field::host) == 0) {
-            std::string why = "malformed request: HTTP/1.1 request without a Host field";
-            co_await refuse(errc::bad_request, std::move(why), &msg, start);
-            break;
-        }
-        if (not_allowed) {
-            state_.log.log(log_level::warn, "refused " + std::string(msg.method_string()) + " " +
-                                                std::string(msg.target()) + " from pid " +
-                                                std::to_string(peer_.pid.value_or(-1)) + ": " +
-                                                *not_allowed);
-            std::string why = "this peer may not call: " + *not_allowed;
-            co_await refuse(errc::forbidden, std::move(why), &msg, start);
-            break;
-        }
-
-        // --max-body-bytes, judged on Content-Length before any body byte is read (so
-        // Expect: 100-continue gets the 413 instead of a 100); a chunked body is cut off at it.
-        if (const auto length = parser.content_length(); length && *length > opt_.max_body_bytes) {
-            std::string why = describe_limit(errc::payload_too_large, opt_);
-            co_await refuse(errc::payload_too_large, std::move(why), &msg, start);
+        if (auto refused = check_head(parser, not_allowed)) {
+            co_await refuse(refused->first, std::move(refused->second), &msg, start);
             break;
         }
         parser.body_limit(opt_.max_body_bytes);
@@ -429,7 +436,7 @@ awaitable<> session::run() {
         }
 
         if (route.stream) {
-            if (!co_await stream(parser, route, start))
+            if (!co_await stream(parser, route, req, start))
                 break;
             continue;
         }
@@ -525,6 +532,26 @@ struct session::pump {
     }
 };
 
+bool session::feed(pump& p, std::optional<std::string_view> in) {
+    std::string piece = p.spare_piece();
+    try {
+        if (in)
+            p.handler->data(*in, piece);
+        else
+            p.handler->end(piece);
+    } catch (const std::exception& e) {
+        state_.log.log(log_level::error, "stream handler threw: " + std::string(e.what()));
+        p.fail(socket_);
+        return false;
+    }
+    if (!piece.empty()) {
+        p.queued += piece.size();
+        p.queue.push_back(std::move(piece));
+        p.wake_writer.cancel();
+    }
+    return true;
+}
+
 awaitable<> session::pump_reader(pump& p, http::request_parser<http::buffer_body>& parser) {
     std::vector<char> in(64 * 1024);
     while (!p.failed && !parser.is_done()) {
@@ -549,34 +576,11 @@ awaitable<> session::pump_reader(pump& p, http::request_parser<http::buffer_body
         }
         const auto got = in.size() - parser.get().body().size;
         p.received += got;
-        std::string piece = p.spare_piece();
-        try {
-            p.handler->data({in.data(), got}, piece);
-        } catch (const std::exception& e) {
-            state_.log.log(log_level::error, "stream handler threw: " + std::string(e.what()));
-            p.fail(socket_);
+        if (!feed(p, std::string_view(in.data(), got)))
             co_return;
-        }
-        if (!piece.empty()) {
-            p.queued += piece.size();
-            p.queue.push_back(std::move(piece));
-            p.wake_writer.cancel();
-        }
     }
-    if (p.failed)
+    if (p.failed || !feed(p, std::nullopt))
         co_return;
-    std::string last;
-    try {
-        p.handler->end(last);
-    } catch (const std::exception& e) {
-        state_.log.log(log_level::error, "stream handler threw: " + std::string(e.what()));
-        p.fail(socket_);
-        co_return;
-    }
-    if (!last.empty()) {
-        p.queued += last.size();
-        p.queue.push_back(std::move(last));
-    }
     p.input_done = true;
     p.wake_writer.cancel();
 }
@@ -632,13 +636,13 @@ awaitable<> session::pump_writer(pump& p, stream_response& out) {
 }
 
 awaitable<bool> session::stream(request_parser& parser, const router::match_result& route,
-                                clock::time_point start) {
+                                request& matched, clock::time_point start) {
     http::request_parser<http::buffer_body> body_parser(std::move(parser));
     body_parser.body_limit(opt_.max_body_bytes);
     request_parser::value_type head; // the header, for the handler (its body stays empty)
     head.base() = body_parser.get().base();
     request req(head, peer_);
-    state_.routes.match(head.method(), req.path(), req); // the params, now for req
+    req.params() = std::move(matched.params()); // decoded once, by the match in run()
 
     pump p(socket_.get_executor());
     auto res = make_response(head.version(), w_);
