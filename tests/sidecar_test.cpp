@@ -436,8 +436,13 @@ TEST_SUITE("sidecar") {
         daemon_fixture d(false, {"--drain-timeout", "300ms"});
         raw_socket stalled(proto::endpoint::unix_path(d.socket_path()), 10s);
         REQUIRE(stalled.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"));
-        REQUIRE(eventually(
-            [&] { return raw_socket(proto::endpoint::unix_path(d.socket_path())).connected(); }));
+        // Wait until the server has accepted it (a connection still in the listen backlog
+        // would simply be refused by the drain): /healthz counts it and the asking one.
+        REQUIRE(eventually([&] {
+            client::client probe;
+            auto h = probe.get_json(d.unix_url("/healthz"));
+            return h && (*h)["connections"].get<int>() >= 2;
+        }));
         const auto t0 = std::chrono::steady_clock::now();
         d.proc->signal(SIGTERM);
         CHECK(d.proc->wait(10s) == 0);
