@@ -169,6 +169,12 @@ awaitable<> listener::accept_loop(server_state& state) {
             continue;
         }
         socket_type socket(std::move(peer));
+        if (!is_unix_) {
+            // Answers go out in whole writes, but a streamed one (head, then pieces) must not
+            // wait for the peer's delayed ACK under Nagle's algorithm.
+            boost::system::error_code ignored;
+            socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+        }
         const auto open = state.connections.fetch_add(1, std::memory_order_relaxed) + 1;
         if (open > state.options.max_connections)
             asio::co_spawn(target.ctx,

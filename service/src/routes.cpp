@@ -21,9 +21,9 @@ void hello(const request& req, response& res) {
         set_text(res, proto::hello_text(name));
 }
 
-// POST/PUT/PATCH /echo: the body goes back as it arrives, so its size is not bounded by memory
-// (nor by --max-body-bytes). With a Content-Length the answer has the same one; a chunked
-// upload is answered chunked.
+// POST/PUT/PATCH /echo: the body goes back as it arrives, so its size is bounded by
+// --max-body-bytes, not by memory. With a Content-Length the answer has the same one; a
+// chunked upload is answered chunked.
 class echo_stream final : public stream_handler {
 public:
     std::optional<std::uint64_t> begin(const request& req, response& res) override {

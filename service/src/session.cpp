@@ -268,6 +268,14 @@ private:
     // (and the pump failed) if the handler threw.
     bool feed(pump& p, std::optional<std::string_view> in);
     awaitable<> pump_writer(pump& p, stream_response& out);
+    // A stream handler failed before anything was sent: 500 and close.
+    awaitable<> answer_500(const request_parser::value_type& head, std::uint64_t bytes_in,
+                           clock::time_point start);
+    // A stream route's small body (a Content-Length up to pump::queue_cap): read whole, one
+    // handler call, head and output in one write. Returns whether the connection may go on.
+    awaitable<bool> stream_whole(pump& p, stream_response& out,
+                                 const request_parser::value_type& head, std::uint64_t length,
+                                 std::size_t route, clock::time_point start);
     bool bytes_pending() const noexcept {
         char c;
         return ::recv(socket_.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
@@ -281,6 +289,14 @@ private:
     connection_slot& slot_;
     const proto::peer_info peer_;
     beast::flat_buffer buffer_;
+    // stream_whole's buffers, kept between requests up to keep_bytes (so an idle connection
+    // does not hold a large body's memory).
+    static constexpr std::size_t keep_bytes = 64 * 1024;
+    static constexpr std::size_t idle_buffer_bytes = 2048;
+    static constexpr std::size_t body_buffer_bytes = 64 * 1024;
+    std::unique_ptr<char[]> whole_in_;
+    std::size_t whole_in_size_ = 0;
+    std::string whole_out_;
 };
 
 void session::record(std::string_view method, std::string_view target, const response& res,
@@ -347,6 +363,10 @@ session::check_head(const request_parser& parser,
 }
 
 awaitable<bool> session::await_request(bool first) {
+    // An idle connection waits with a small buffer (10,000 of them would otherwise hold 16 KiB
+    // each); body reads reserve a larger one when they need it.
+    if (buffer_.size() == 0 && buffer_.capacity() > idle_buffer_bytes)
+        buffer_.shrink_to_fit();
     slot_.idle = true;
     slot_.arm(first ? opt_.header_timeout : opt_.idle_timeout);
     bool ok = false;
@@ -356,7 +376,7 @@ awaitable<bool> session::await_request(bool first) {
         // in between.
         if (state_.stopping.load(std::memory_order_relaxed) && !bytes_pending())
             break;
-        auto [ec, n] = co_await socket_.async_read_some(buffer_.prepare(16 * 1024));
+        auto [ec, n] = co_await socket_.async_read_some(buffer_.prepare(idle_buffer_bytes));
         if (ec == asio::error::operation_aborted && !slot_.timed_out &&
             state_.stopping.load(std::memory_order_relaxed))
             continue; // woken by the drain: look again
@@ -442,6 +462,8 @@ awaitable<> session::run() {
         }
 
         // The body: the idle deadline applies to each pause, not to the whole upload.
+        if (!parser.is_done())
+            buffer_.reserve(body_buffer_bytes);
         bool body_failed = false;
         while (!parser.is_done()) {
             slot_.arm(opt_.idle_timeout);
@@ -553,7 +575,8 @@ bool session::feed(pump& p, std::optional<std::string_view> in) {
 }
 
 awaitable<> session::pump_reader(pump& p, http::request_parser<http::buffer_body>& parser) {
-    std::vector<char> in(64 * 1024);
+    std::vector<char> in(body_buffer_bytes);
+    buffer_.reserve(body_buffer_bytes);
     while (!p.failed && !parser.is_done()) {
         while (p.queued >= pump::queue_cap && !p.failed)
             co_await pump::wait(p.wake_reader);
@@ -657,18 +680,15 @@ awaitable<bool> session::stream(request_parser& parser, const router::match_resu
         started = false;
     }
     if (!started) {
-        res = make_response(head.version(), w_);
-        set_error(res, errc::internal_error);
-        finish(res, head, false);
-        slot_.arm(opt_.idle_timeout);
-        auto [ec, n] = co_await http::async_write(socket_, res);
-        record(head.method_string(), head.target(), res, router::npos, 0, n, start);
+        co_await answer_500(head, 0, start);
         co_return false;
     }
 
     stream_response out(res.result(), head.version());
     out.base() = res.base();
     p.keep_alive = head.keep_alive();
+    if (const auto length = body_parser.content_length(); length && *length <= pump::queue_cap)
+        co_return co_await stream_whole(p, out, head, *length, route.index, start);
     if (p.length)
         out.content_length(*p.length);
     else if (head.version() >= 11)
@@ -689,6 +709,82 @@ awaitable<bool> session::stream(request_parser& parser, const router::match_resu
     res.result(out.result());
     record(head.method_string(), head.target(), res, route.index, p.received, p.sent, start);
     co_return !p.failed && p.keep_alive;
+}
+
+awaitable<> session::answer_500(const request_parser::value_type& head, std::uint64_t bytes_in,
+                                clock::time_point start) {
+    auto res = make_response(head.version(), w_);
+    set_error(res, errc::internal_error);
+    finish(res, head, false);
+    slot_.arm(opt_.idle_timeout);
+    auto [ec, n] = co_await http::async_write(socket_, res);
+    record(head.method_string(), head.target(), res, router::npos, bytes_in, n, start);
+}
+
+awaitable<bool> session::stream_whole(pump& p, stream_response& out,
+                                      const request_parser::value_type& head, std::uint64_t length,
+                                      std::size_t route, clock::time_point start) {
+    // The body: what the header read left in buffer_, then straight from the socket into one
+    // buffer (no parser in between: the Content-Length is the framing).
+    const auto size = static_cast<std::size_t>(length);
+    if (whole_in_size_ < size) {
+        whole_in_ = std::make_unique_for_overwrite<char[]>(size);
+        whole_in_size_ = size;
+    }
+    char* in = whole_in_.get();
+    std::size_t have = std::min(size, buffer_.size());
+    asio::buffer_copy(asio::buffer(in, have), buffer_.data());
+    buffer_.consume(have);
+    while (have < size) {
+        slot_.arm(opt_.idle_timeout);
+        auto [ec, n] = co_await socket_.async_read_some(asio::buffer(in + have, size - have));
+        w_.stats.bytes_received.add(n);
+        if (ec || slot_.timed_out)
+            co_return false; // the peer went away or stalled mid-body: nothing to answer
+        have += n;
+    }
+    p.received = size;
+
+    // The handler writes into whole_out_'s storage (lent as the pump's spare piece), so a
+    // connection reuses one output buffer; it usually comes back as the only piece.
+    whole_out_.clear();
+    p.spare.push_back(std::move(whole_out_));
+    if (!feed(p, std::string_view(in, size)) || !feed(p, std::nullopt)) {
+        co_await answer_500(head, size, start);
+        co_return false;
+    }
+    if (p.queue.size() == 1) {
+        whole_out_ = std::move(p.queue.front());
+    } else {
+        whole_out_.clear();
+        for (const auto& piece : p.queue)
+            whole_out_.append(piece);
+    }
+    if (p.length && *p.length != whole_out_.size()) {
+        state_.log.log(log_level::error, "stream handler for " + std::string(head.method_string()) +
+                                             " " + std::string(head.target()) + " declared " +
+                                             std::to_string(*p.length) + " bytes and gave " +
+                                             std::to_string(whole_out_.size()));
+        co_await answer_500(head, size, start);
+        co_return false;
+    }
+    const bool keep_alive = p.keep_alive && !state_.stopping.load(std::memory_order_relaxed);
+    out.keep_alive(keep_alive);
+    out.content_length(whole_out_.size());
+    out.body().data = whole_out_.data();
+    out.body().size = whole_out_.size();
+    out.body().more = false;
+    slot_.arm(opt_.idle_timeout);
+    auto [ec, n] = co_await http::async_write(socket_, out);
+    response res{out.result(), head.version()};
+    record(head.method_string(), head.target(), res, route, size, n, start);
+    if (whole_in_size_ > keep_bytes) {
+        whole_in_.reset();
+        whole_in_size_ = 0;
+    }
+    if (whole_out_.capacity() > keep_bytes)
+        std::string().swap(whole_out_);
+    co_return !ec && !slot_.timed_out && keep_alive;
 }
 
 } // namespace
