@@ -297,7 +297,8 @@ TEST_SUITE("service") {
         CHECK(count_responses(raw) == 2);
         // Output end() adds is included, and the length is exact though begin() gave none.
         CHECK(raw.find("Content-Length: 6\r\n\r\nHELLO!") != std::string::npos);
-        CHECK(raw.ends_with("Content-Length: 4\r\n\r\nABC!"));
+        CHECK(raw.find("Content-Length: 4\r\n") != std::string::npos);
+        CHECK(raw.ends_with("\r\n\r\nABC!"));
         for (const char* mode : {"throw", "miscount"}) {
             const auto failed = roundtrip(srv.endpoint(), std::string("POST /upper/") + mode +
                                                               " HTTP/1.1\r\nHost: x\r\n"

@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <deque>
 
 namespace udshttp::service::detail {
@@ -145,11 +146,17 @@ awaitable<> lingering_close(socket_type& socket, connection_slot& slot) {
     socket.close(ignored);
 }
 
-response make_response(unsigned version, worker& w) {
-    response res{http::status::ok, version};
-    res.set(http::field::server, server_field);
-    res.set(http::field::date, w.date.get());
-    return res;
+// Server and Date are not fields here: write_response() adds them (unless a handler set its
+// own), which saves two allocations per request; stamp() adds them for Beast-written answers.
+response make_response(unsigned version) {
+    return response{http::status::ok, version};
+}
+
+template <class Fields> void stamp(Fields& fields, worker& w) {
+    if (fields.count(http::field::server) == 0)
+        fields.set(http::field::server, server_field);
+    if (fields.count(http::field::date) == 0)
+        fields.set(http::field::date, w.date.get());
 }
 
 // Answers a request whose body has been read: the matched handler, or 400/404/405, and 500
@@ -177,30 +184,26 @@ std::size_t handle(const router::match_result& m, const request& req, const serv
     } catch (const std::exception& e) {
         state.log.log(log_level::error, "handler for " + std::string(msg.method_string()) + " " +
                                             std::string(msg.target()) + " threw: " + e.what());
-        res = make_response(msg.version(), w);
+        res = make_response(msg.version());
         set_error(res, errc::internal_error);
     }
     return router::npos;
 }
 
-// Content-Length, keep-alive and HEAD; never throws (a handler may have set a status that
-// forbids a body and given one anyway).
-void finish(response& res, const request_parser::value_type& msg, bool keep_alive) {
-    res.keep_alive(keep_alive);
+// The Content-Length to announce (none for 1xx, 204 and 304), with the body cleared where it
+// must not be sent (those statuses, and HEAD). Never throws (a handler may have set a status
+// that forbids a body and given one anyway).
+std::optional<std::uint64_t> finish(response& res, const request_parser::value_type& msg) {
+    res.erase(http::field::content_length); // announced from the body, whatever a handler said
     const auto status = res.result_int();
-    const bool bodiless_status = status < 200 || status == 204 || status == 304;
-    if (bodiless_status) {
+    if (status < 200 || status == 204 || status == 304) {
         res.body().clear();
-        res.erase(http::field::content_length);
-        return;
+        return std::nullopt;
     }
-    if (msg.method() == http::verb::head) {
-        const auto size = res.body().size();
+    const auto size = res.body().size();
+    if (msg.method() == http::verb::head)
         res.body().clear();
-        res.content_length(size);
-        return;
-    }
-    res.content_length(res.body().size());
+    return size;
 }
 
 std::string describe_limit(errc e, const server_options& o) {
@@ -253,6 +256,12 @@ private:
     // Waits for the first byte of the next request. False: close without answering (peer
     // gone, idle too long, or the server is draining and nothing has arrived).
     awaitable<bool> await_request(bool first);
+    // Writes res with one gather write: status line, fields, Server and Date (unless set),
+    // Content-Length (if length), Connection as keep_alive says, then the body. Beast's
+    // serializer did the same with a quarter of all instructions per request in buffer
+    // sequence adaptors; it still writes anything unusual (a chunked answer).
+    awaitable<std::tuple<boost::system::error_code, std::size_t>>
+    write_response(response& res, std::optional<std::uint64_t> length, bool keep_alive);
     void record(std::string_view method, std::string_view target, const response& res,
                 std::size_t route, std::uint64_t bytes_in, std::size_t bytes_out,
                 clock::time_point start);
@@ -273,9 +282,9 @@ private:
                            clock::time_point start);
     // A stream route's small body (a Content-Length up to pump::queue_cap): read whole, one
     // handler call, head and output in one write. Returns whether the connection may go on.
-    awaitable<bool> stream_whole(pump& p, stream_response& out,
-                                 const request_parser::value_type& head, std::uint64_t length,
-                                 std::size_t route, clock::time_point start);
+    awaitable<bool> stream_whole(stream_handler& handler, std::optional<std::uint64_t> declared,
+                                 response& res, const request_parser::value_type& head,
+                                 std::uint64_t length, std::size_t route, clock::time_point start);
     bool bytes_pending() const noexcept {
         char c;
         return ::recv(socket_.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
@@ -289,6 +298,7 @@ private:
     connection_slot& slot_;
     const proto::peer_info peer_;
     beast::flat_buffer buffer_;
+    std::string head_; // write_response's serialized head, its capacity reused
     // stream_whole's buffers, kept between requests up to keep_bytes (so an idle connection
     // does not hold a large body's memory).
     static constexpr std::size_t keep_bytes = 64 * 1024;
@@ -316,18 +326,69 @@ void session::record(std::string_view method, std::string_view target, const res
                            .duration = took});
 }
 
+awaitable<std::tuple<boost::system::error_code, std::size_t>>
+session::write_response(response& res, std::optional<std::uint64_t> length, bool keep_alive) {
+    if (res.chunked() || res.count(http::field::connection) != 0) {
+        // A handler's own framing or connection options: Beast's rules apply.
+        stamp(res, w_);
+        res.keep_alive(keep_alive);
+        if (length && !res.chunked())
+            res.content_length(*length);
+        co_return co_await http::async_write(socket_, res);
+    }
+    head_.clear();
+    head_ += res.version() == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+    const auto status = res.result_int();
+    head_ += static_cast<char>('0' + status / 100 % 10);
+    head_ += static_cast<char>('0' + status / 10 % 10);
+    head_ += static_cast<char>('0' + status % 10);
+    head_ += ' ';
+    const auto reason = res.reason();
+    head_ += reason.empty() ? http::obsolete_reason(res.result()) : reason;
+    head_ += "\r\n";
+    for (const auto& f : res) {
+        head_ += f.name_string();
+        head_ += ": ";
+        head_ += f.value();
+        head_ += "\r\n";
+    }
+    if (res.count(http::field::server) == 0) {
+        head_ += "Server: ";
+        head_ += server_field;
+        head_ += "\r\n";
+    }
+    if (res.count(http::field::date) == 0) {
+        head_ += "Date: ";
+        head_ += w_.date.get();
+        head_ += "\r\n";
+    }
+    if (length) {
+        char digits[24];
+        const auto end = std::to_chars(digits, digits + sizeof digits, *length).ptr;
+        head_ += "Content-Length: ";
+        head_.append(digits, end);
+        head_ += "\r\n";
+    }
+    if (!keep_alive && res.version() >= 11)
+        head_ += "Connection: close\r\n";
+    else if (keep_alive && res.version() == 10)
+        head_ += "Connection: keep-alive\r\n";
+    head_ += "\r\n";
+    const std::array<asio::const_buffer, 2> pieces{asio::buffer(head_), asio::buffer(res.body())};
+    co_return co_await asio::async_write(socket_, pieces);
+}
+
 awaitable<> session::refuse(errc e, std::string message, const request_parser::value_type* msg,
                             clock::time_point start) {
     w_.stats.count_reject(reason_of(e));
-    auto res = make_response(msg ? msg->version() : 11, w_);
+    auto res = make_response(msg ? msg->version() : 11);
     set_error(res, e, std::move(message));
     if (e == errc::service_unavailable)
         res.set(http::field::retry_after, "1");
-    res.keep_alive(false);
-    res.content_length(res.body().size());
     slot_.timed_out = false;
     slot_.arm(e == errc::service_unavailable ? std::chrono::milliseconds(1000) : opt_.idle_timeout);
-    auto [ec, n] = co_await http::async_write(socket_, res);
+    const auto length = res.body().size();
+    auto [ec, n] = co_await write_response(res, length, false);
     record(msg ? std::string_view(msg->method_string()) : "-",
            msg ? std::string_view(msg->target()) : "-", res, router::npos,
            msg ? msg->body().size() : 0, n, start);
@@ -484,14 +545,14 @@ awaitable<> session::run() {
         if (body_failed)
             break;
 
-        auto res = make_response(msg.version(), w_);
+        auto res = make_response(msg.version());
         const auto answered_by = handle(route, req, state_, w_, res);
         const bool keep_alive =
             msg.keep_alive() && !state_.stopping.load(std::memory_order_relaxed);
-        finish(res, msg, keep_alive);
+        const auto length = finish(res, msg);
 
         slot_.arm(opt_.idle_timeout);
-        auto [wec, wn] = co_await http::async_write(socket_, res);
+        auto [wec, wn] = co_await write_response(res, length, keep_alive);
         record(msg.method_string(), msg.target(), res, answered_by, msg.body().size(), wn, start);
         if (wec || slot_.timed_out || !keep_alive)
             break;
@@ -660,35 +721,49 @@ awaitable<> session::pump_writer(pump& p, stream_response& out) {
 
 awaitable<bool> session::stream(request_parser& parser, const router::match_result& route,
                                 request& matched, clock::time_point start) {
-    http::request_parser<http::buffer_body> body_parser(std::move(parser));
-    body_parser.body_limit(opt_.max_body_bytes);
+    // A Content-Length up to pump::queue_cap: read whole and answered in one write (no body
+    // parser, no pump). Anything larger, or chunked, streams through the pump.
+    const auto content_length = parser.content_length();
+    const bool whole = content_length && *content_length <= pump::queue_cap;
+    std::optional<http::request_parser<http::buffer_body>> body_parser;
     request_parser::value_type head; // the header, for the handler (its body stays empty)
-    head.base() = body_parser.get().base();
+    if (whole) {
+        head.base() = std::move(parser.get().base()); // the parser is done with it
+    } else {
+        body_parser.emplace(std::move(parser));
+        body_parser->body_limit(opt_.max_body_bytes);
+        head.base() = body_parser->get().base();
+    }
     request req(head, peer_);
     req.params() = std::move(matched.params()); // decoded once, by the match in run()
 
-    pump p(socket_.get_executor());
-    auto res = make_response(head.version(), w_);
-    bool started = true;
+    auto res = make_response(head.version());
+    std::unique_ptr<stream_handler> handler;
+    std::optional<std::uint64_t> length;
     try {
-        p.handler = (*route.stream)();
-        p.length = p.handler->begin(req, res);
+        handler = (*route.stream)();
+        length = handler->begin(req, res);
     } catch (const std::exception& e) {
         state_.log.log(log_level::error, "stream handler for " + std::string(head.method_string()) +
                                              " " + std::string(head.target()) +
                                              " threw: " + e.what());
-        started = false;
+        handler.reset();
     }
-    if (!started) {
+    if (!handler) {
         co_await answer_500(head, 0, start);
         co_return false;
     }
+    if (whole)
+        co_return co_await stream_whole(*handler, length, res, head, *content_length, route.index,
+                                        start);
 
+    pump p(socket_.get_executor());
+    p.handler = std::move(handler);
+    p.length = length;
+    stamp(res, w_);
     stream_response out(res.result(), head.version());
     out.base() = res.base();
     p.keep_alive = head.keep_alive();
-    if (const auto length = body_parser.content_length(); length && *length <= pump::queue_cap)
-        co_return co_await stream_whole(p, out, head, *length, route.index, start);
     if (p.length)
         out.content_length(*p.length);
     else if (head.version() >= 11)
@@ -698,7 +773,7 @@ awaitable<bool> session::stream(request_parser& parser, const router::match_resu
     out.body().data = nullptr;
     out.body().more = true;
 
-    co_await (pump_reader(p, body_parser) && pump_writer(p, out));
+    co_await (pump_reader(p, *body_parser) && pump_writer(p, out));
 
     if (p.refusal) { // nothing was sent yet: a proper error answer
         std::string why = std::move(p.refusal_message);
@@ -713,15 +788,16 @@ awaitable<bool> session::stream(request_parser& parser, const router::match_resu
 
 awaitable<> session::answer_500(const request_parser::value_type& head, std::uint64_t bytes_in,
                                 clock::time_point start) {
-    auto res = make_response(head.version(), w_);
+    auto res = make_response(head.version());
     set_error(res, errc::internal_error);
-    finish(res, head, false);
+    const auto length = finish(res, head);
     slot_.arm(opt_.idle_timeout);
-    auto [ec, n] = co_await http::async_write(socket_, res);
+    auto [ec, n] = co_await write_response(res, length, false);
     record(head.method_string(), head.target(), res, router::npos, bytes_in, n, start);
 }
 
-awaitable<bool> session::stream_whole(pump& p, stream_response& out,
+awaitable<bool> session::stream_whole(stream_handler& handler,
+                                      std::optional<std::uint64_t> declared, response& res,
                                       const request_parser::value_type& head, std::uint64_t length,
                                       std::size_t route, clock::time_point start) {
     // The body: what the header read left in buffer_, then straight from the socket into one
@@ -743,41 +819,33 @@ awaitable<bool> session::stream_whole(pump& p, stream_response& out,
             co_return false; // the peer went away or stalled mid-body: nothing to answer
         have += n;
     }
-    p.received = size;
 
-    // The handler writes into whole_out_'s storage (lent as the pump's spare piece), so a
-    // connection reuses one output buffer; it usually comes back as the only piece.
-    whole_out_.clear();
-    p.spare.push_back(std::move(whole_out_));
-    if (!feed(p, std::string_view(in, size)) || !feed(p, std::nullopt)) {
-        co_await answer_500(head, size, start);
-        co_return false;
+    // One handler call for the body, one for the end, both into the response body (which
+    // borrows the connection's output buffer, so its capacity is reused).
+    auto& out = res.body();
+    out.swap(whole_out_);
+    out.clear();
+    std::string failure;
+    try {
+        handler.data(std::string_view(in, size), out);
+        handler.end(out);
+        if (declared && *declared != out.size())
+            failure = "declared " + std::to_string(*declared) + " bytes and gave " +
+                      std::to_string(out.size());
+    } catch (const std::exception& e) {
+        failure = std::string("threw: ") + e.what();
     }
-    if (p.queue.size() == 1) {
-        whole_out_ = std::move(p.queue.front());
-    } else {
-        whole_out_.clear();
-        for (const auto& piece : p.queue)
-            whole_out_.append(piece);
-    }
-    if (p.length && *p.length != whole_out_.size()) {
+    if (!failure.empty()) {
         state_.log.log(log_level::error, "stream handler for " + std::string(head.method_string()) +
-                                             " " + std::string(head.target()) + " declared " +
-                                             std::to_string(*p.length) + " bytes and gave " +
-                                             std::to_string(whole_out_.size()));
+                                             " " + std::string(head.target()) + " " + failure);
         co_await answer_500(head, size, start);
         co_return false;
     }
-    const bool keep_alive = p.keep_alive && !state_.stopping.load(std::memory_order_relaxed);
-    out.keep_alive(keep_alive);
-    out.content_length(whole_out_.size());
-    out.body().data = whole_out_.data();
-    out.body().size = whole_out_.size();
-    out.body().more = false;
+    const bool keep_alive = head.keep_alive() && !state_.stopping.load(std::memory_order_relaxed);
     slot_.arm(opt_.idle_timeout);
-    auto [ec, n] = co_await http::async_write(socket_, out);
-    response res{out.result(), head.version()};
+    auto [ec, n] = co_await write_response(res, out.size(), keep_alive);
     record(head.method_string(), head.target(), res, route, size, n, start);
+    out.swap(whole_out_);
     if (whole_in_size_ > keep_bytes) {
         whole_in_.reset();
         whole_in_size_ = 0;
