@@ -263,8 +263,8 @@ TEST_SUITE("service") {
         CHECK(c.get(srv.url("/hello"))->status == 200); // the server keeps serving after a 500
     }
 
-    TEST_CASE_TEMPLATE("stream routes: small bodies are answered whole - a handler that throws "
-                       "or miscounts gets 500",
+    TEST_CASE_TEMPLATE("stream routes: small bodies are answered whole or in place - a handler "
+                       "that throws or miscounts gets 500",
                        T, BOTH_TRANSPORTS) {
         // Up to 1 MiB with a Content-Length, a stream route's body is read whole and answered in
         // one write (service/src/session.cpp stream_whole); failures there still answer.
@@ -284,6 +284,13 @@ TEST_SUITE("service") {
                     out += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
             }
             void end(std::string& out) override { out += "!"; }
+            bool whole(std::string& body) override {
+                if (mode != "inplace")
+                    return false;
+                for (auto& c : body)
+                    c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+                return true; // end() is not called: the body is the whole answer
+            }
         };
         transport_fixture<T> srv({}, [](service::router& r) {
             r.add_stream(service::http::verb::post, "/upper/{mode}",
@@ -299,6 +306,10 @@ TEST_SUITE("service") {
         CHECK(raw.find("Content-Length: 6\r\n\r\nHELLO!") != std::string::npos);
         CHECK(raw.find("Content-Length: 4\r\n") != std::string::npos);
         CHECK(raw.ends_with("\r\n\r\nABC!"));
+        const auto inplace = roundtrip(srv.endpoint(), "POST /upper/inplace HTTP/1.1\r\nHost: x\r\n"
+                                                       "Content-Length: 5\r\n\r\nhello");
+        CHECK(inplace.find("Content-Length: 5\r\n") != std::string::npos);
+        CHECK(body_of(inplace) == "HELLO");
         for (const char* mode : {"throw", "miscount"}) {
             const auto failed = roundtrip(srv.endpoint(), std::string("POST /upper/") + mode +
                                                               " HTTP/1.1\r\nHost: x\r\n"

@@ -240,7 +240,11 @@ class session {
 public:
     session(socket_type& socket, bool is_unix, server_state& state, worker& w)
         : socket_(socket), state_(state), opt_(state.options), w_(w), guard_(state, w, socket),
-          slot_(guard_.slot), peer_(read_peer(socket, is_unix)) {}
+          slot_(guard_.slot), peer_(read_peer(socket, is_unix)) {
+        // send_all() tries a plain send first; asynchronous operations work either way.
+        boost::system::error_code ignored;
+        socket_.non_blocking(true, ignored);
+    }
 
     awaitable<> run();
     // Answers an error the session gives by itself (not through the router), counts it as a
@@ -253,6 +257,13 @@ private:
     // answer with and why, or nullopt.
     std::optional<std::pair<errc, std::string>>
     check_head(const request_parser& parser, const std::optional<std::string>& not_allowed) const;
+    // Parses a complete request head from buffer_ without I/O. True when it is done (ec then
+    // says whether it was good); false when more bytes are needed.
+    bool parse_buffered_head(request_parser& parser, boost::system::error_code& ec);
+    // Sends all of `pieces`: at once when the socket takes them (no suspension, which is the
+    // common case for an answer that fits the socket buffer), else the rest asynchronously.
+    template <class Buffers>
+    awaitable<std::tuple<boost::system::error_code, std::size_t>> send_all(const Buffers& pieces);
     // Waits for the first byte of the next request. False: close without answering (peer
     // gone, idle too long, or the server is draining and nothing has arrived).
     awaitable<bool> await_request(bool first);
@@ -298,21 +309,26 @@ private:
     connection_slot& slot_;
     const proto::peer_info peer_;
     beast::flat_buffer buffer_;
-    std::string head_; // write_response's serialized head, its capacity reused
+    std::string head_;           // write_response's serialized head, its capacity reused
+    clock::time_point last_now_; // when record() last read the clock
     // stream_whole's buffers, kept between requests up to keep_bytes (so an idle connection
     // does not hold a large body's memory).
     static constexpr std::size_t keep_bytes = 64 * 1024;
     static constexpr std::size_t idle_buffer_bytes = 2048;
     static constexpr std::size_t body_buffer_bytes = 64 * 1024;
-    std::unique_ptr<char[]> whole_in_;
-    std::size_t whole_in_size_ = 0;
+    std::string whole_in_; // its size is kept too, so reading the same size again fills nothing
     std::string whole_out_;
+    // Makes `s` hold at least n bytes, from the worker's spare buffers if one is big enough.
+    void borrow(std::string& s, std::size_t n);
+    // Gives a large buffer back to the worker (or frees it) so an idle connection holds none.
+    void give_back(std::string& s);
 };
 
 void session::record(std::string_view method, std::string_view target, const response& res,
                      std::size_t route, std::uint64_t bytes_in, std::size_t bytes_out,
                      clock::time_point start) {
-    const auto took = clock::now() - start;
+    last_now_ = clock::now();
+    const auto took = last_now_ - start;
     w_.stats.count_response(route, res.result_int());
     w_.stats.count_latency(took);
     w_.stats.bytes_sent.add(bytes_out);
@@ -328,54 +344,88 @@ void session::record(std::string_view method, std::string_view target, const res
 
 awaitable<std::tuple<boost::system::error_code, std::size_t>>
 session::write_response(response& res, std::optional<std::uint64_t> length, bool keep_alive) {
-    if (res.chunked() || res.count(http::field::connection) != 0) {
-        // A handler's own framing or connection options: Beast's rules apply.
-        stamp(res, w_);
-        res.keep_alive(keep_alive);
-        if (length && !res.chunked())
-            res.content_length(*length);
-        co_return co_await http::async_write(socket_, res);
-    }
+    using namespace std::string_view_literals;
+    // One pass over the fields (comparing field enums, not names) builds the head; a handler's
+    // own framing or connection options send the answer through Beast's rules instead.
     head_.clear();
-    head_ += res.version() == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+    const auto put = [this](std::string_view v) { head_.append(v.data(), v.size()); };
+    put(res.version() == 10 ? "HTTP/1.0 "sv : "HTTP/1.1 "sv);
     const auto status = res.result_int();
-    head_ += static_cast<char>('0' + status / 100 % 10);
-    head_ += static_cast<char>('0' + status / 10 % 10);
-    head_ += static_cast<char>('0' + status % 10);
-    head_ += ' ';
+    const char code[4] = {static_cast<char>('0' + status / 100 % 10),
+                          static_cast<char>('0' + status / 10 % 10),
+                          static_cast<char>('0' + status % 10), ' '};
+    put({code, 4});
     const auto reason = res.reason();
-    head_ += reason.empty() ? http::obsolete_reason(res.result()) : reason;
-    head_ += "\r\n";
+    put(reason.empty() ? http::obsolete_reason(res.result()) : reason);
+    put("\r\n"sv);
+    bool has_server = false, has_date = false;
     for (const auto& f : res) {
-        head_ += f.name_string();
-        head_ += ": ";
-        head_ += f.value();
-        head_ += "\r\n";
+        const auto name = f.name();
+        if (name == http::field::transfer_encoding || name == http::field::connection) {
+            stamp(res, w_);
+            res.keep_alive(keep_alive);
+            if (length && !res.chunked())
+                res.content_length(*length);
+            co_return co_await http::async_write(socket_, res);
+        }
+        has_server = has_server || name == http::field::server;
+        has_date = has_date || name == http::field::date;
+        put(f.name_string());
+        put(": "sv);
+        put(f.value());
+        put("\r\n"sv);
     }
-    if (res.count(http::field::server) == 0) {
-        head_ += "Server: ";
-        head_ += server_field;
-        head_ += "\r\n";
+    if (!has_server) {
+        put("Server: "sv);
+        put(server_field);
+        put("\r\n"sv);
     }
-    if (res.count(http::field::date) == 0) {
-        head_ += "Date: ";
-        head_ += w_.date.get();
-        head_ += "\r\n";
+    if (!has_date) {
+        put("Date: "sv);
+        put(w_.date.get());
+        put("\r\n"sv);
     }
     if (length) {
         char digits[24];
         const auto end = std::to_chars(digits, digits + sizeof digits, *length).ptr;
-        head_ += "Content-Length: ";
-        head_.append(digits, end);
-        head_ += "\r\n";
+        put("Content-Length: "sv);
+        put({digits, static_cast<std::size_t>(end - digits)});
+        put("\r\n"sv);
     }
     if (!keep_alive && res.version() >= 11)
-        head_ += "Connection: close\r\n";
+        put("Connection: close\r\n"sv);
     else if (keep_alive && res.version() == 10)
-        head_ += "Connection: keep-alive\r\n";
-    head_ += "\r\n";
+        put("Connection: keep-alive\r\n"sv);
+    put("\r\n"sv);
     const std::array<asio::const_buffer, 2> pieces{asio::buffer(head_), asio::buffer(res.body())};
-    co_return co_await asio::async_write(socket_, pieces);
+    co_return co_await send_all(pieces);
+}
+
+template <class Buffers>
+awaitable<std::tuple<boost::system::error_code, std::size_t>>
+session::send_all(const Buffers& pieces) {
+    boost::system::error_code ec;
+    const auto total = asio::buffer_size(pieces);
+    const auto sent = socket_.send(pieces, 0, ec); // the socket is non-blocking
+    if (ec == asio::error::would_block || ec == asio::error::try_again)
+        ec = {};
+    if (ec || sent == total)
+        co_return std::tuple{ec, sent};
+    beast::buffers_suffix<Buffers> rest(pieces);
+    rest.consume(sent);
+    auto [wec, n] = co_await asio::async_write(socket_, rest);
+    co_return std::tuple{wec, sent + n};
+}
+
+bool session::parse_buffered_head(request_parser& parser, boost::system::error_code& ec) {
+    ec = {};
+    const auto used = parser.put(buffer_.data(), ec);
+    buffer_.consume(used);
+    if (ec == http::error::need_more) {
+        ec = {};
+        return false;
+    }
+    return ec || parser.is_header_done();
 }
 
 awaitable<> session::refuse(errc e, std::string message, const request_parser::value_type* msg,
@@ -429,7 +479,10 @@ awaitable<bool> session::await_request(bool first) {
     if (buffer_.size() == 0 && buffer_.capacity() > idle_buffer_bytes)
         buffer_.shrink_to_fit();
     slot_.idle = true;
-    slot_.arm(first ? opt_.header_timeout : opt_.idle_timeout);
+    if (first)
+        slot_.arm(opt_.header_timeout);
+    else
+        slot_.arm(opt_.idle_timeout, last_now_); // record() read the clock a moment ago
     bool ok = false;
     for (;;) {
         // Draining: serve what has already arrived, close the rest. The check and the read
@@ -459,7 +512,7 @@ awaitable<> session::run() {
         if (buffer_.size() == 0 && !co_await await_request(first))
             break;
         const auto start = clock::now();
-        slot_.arm(opt_.header_timeout);
+        slot_.arm(opt_.header_timeout, start);
         // RFC 9112 2.2: empty lines before a request line are ignored (some clients send a
         // CRLF after a body), a few of them: an endless stream of them is not a request.
         while (blank_lines < 4 && buffer_.size() >= 2 &&
@@ -476,9 +529,15 @@ awaitable<> session::run() {
             static_cast<std::uint32_t>(std::min<std::size_t>(opt_.max_header_bytes, UINT32_MAX)));
         parser.body_limit(boost::none); // set below, once the header is known
 
-        const auto before = buffer_.size();
-        auto [hec, hn] = co_await http::async_read_header(socket_, buffer_, parser);
-        w_.stats.bytes_received.add(hn > before ? hn - before : 0);
+        // Usually the whole head is in buffer_ already: parse it here, and read (with Beast's
+        // composed read) only when it is not, which spares a trip through the scheduler.
+        boost::system::error_code hec;
+        if (!parse_buffered_head(parser, hec)) {
+            const auto before = buffer_.size();
+            auto [ec, hn] = co_await http::async_read_header(socket_, buffer_, parser);
+            w_.stats.bytes_received.add(hn > before ? hn - before : 0);
+            hec = ec;
+        }
         // (Every message is built before co_await: GCC 12 destroys temporaries of a
         // conditional expression inside a co_await twice.)
         if (slot_.timed_out) {
@@ -551,7 +610,7 @@ awaitable<> session::run() {
             msg.keep_alive() && !state_.stopping.load(std::memory_order_relaxed);
         const auto length = finish(res, msg);
 
-        slot_.arm(opt_.idle_timeout);
+        slot_.arm(opt_.idle_timeout, start);
         auto [wec, wn] = co_await write_response(res, length, keep_alive);
         record(msg.method_string(), msg.target(), res, answered_by, msg.body().size(), wn, start);
         if (wec || slot_.timed_out || !keep_alive)
@@ -796,6 +855,26 @@ awaitable<> session::answer_500(const request_parser::value_type& head, std::uin
     record(head.method_string(), head.target(), res, router::npos, bytes_in, n, start);
 }
 
+void session::borrow(std::string& s, std::size_t n) {
+    if (s.capacity() >= n)
+        return;
+    auto& spares = w_.spare_buffers;
+    const auto fit = std::find_if(spares.begin(), spares.end(),
+                                  [n](const std::string& b) { return b.capacity() >= n; });
+    if (fit != spares.end()) {
+        s.swap(*fit);
+        spares.erase(fit);
+    }
+}
+
+void session::give_back(std::string& s) {
+    if (s.capacity() <= keep_bytes)
+        return;
+    if (w_.spare_buffers.size() < worker::max_spare_buffers)
+        w_.spare_buffers.push_back(std::move(s));
+    std::string().swap(s);
+}
+
 awaitable<bool> session::stream_whole(stream_handler& handler,
                                       std::optional<std::uint64_t> declared, response& res,
                                       const request_parser::value_type& head, std::uint64_t length,
@@ -803,11 +882,9 @@ awaitable<bool> session::stream_whole(stream_handler& handler,
     // The body: what the header read left in buffer_, then straight from the socket into one
     // buffer (no parser in between: the Content-Length is the framing).
     const auto size = static_cast<std::size_t>(length);
-    if (whole_in_size_ < size) {
-        whole_in_ = std::make_unique_for_overwrite<char[]>(size);
-        whole_in_size_ = size;
-    }
-    char* in = whole_in_.get();
+    borrow(whole_in_, size);
+    whole_in_.resize(size);
+    char* in = whole_in_.data();
     std::size_t have = std::min(size, buffer_.size());
     asio::buffer_copy(asio::buffer(in, have), buffer_.data());
     buffer_.consume(have);
@@ -820,15 +897,23 @@ awaitable<bool> session::stream_whole(stream_handler& handler,
         have += n;
     }
 
-    // One handler call for the body, one for the end, both into the response body (which
-    // borrows the connection's output buffer, so its capacity is reused).
+    // The handler may turn the body into the answer in place (echo does: no copy at all).
+    // Otherwise one call for the body and one for the end, both into the response body,
+    // which borrows the connection's output buffer so its capacity is reused.
     auto& out = res.body();
-    out.swap(whole_out_);
-    out.clear();
+    std::string* lent = &whole_out_;
     std::string failure;
     try {
-        handler.data(std::string_view(in, size), out);
-        handler.end(out);
+        if (handler.whole(whole_in_)) {
+            lent = &whole_in_;
+            out.swap(whole_in_);
+        } else {
+            borrow(whole_out_, size); // a guess: handlers often answer about what they read
+            out.swap(whole_out_);
+            out.clear();
+            handler.data(std::string_view(in, size), out);
+            handler.end(out);
+        }
         if (declared && *declared != out.size())
             failure = "declared " + std::to_string(*declared) + " bytes and gave " +
                       std::to_string(out.size());
@@ -845,13 +930,9 @@ awaitable<bool> session::stream_whole(stream_handler& handler,
     slot_.arm(opt_.idle_timeout);
     auto [ec, n] = co_await write_response(res, out.size(), keep_alive);
     record(head.method_string(), head.target(), res, route, size, n, start);
-    out.swap(whole_out_);
-    if (whole_in_size_ > keep_bytes) {
-        whole_in_.reset();
-        whole_in_size_ = 0;
-    }
-    if (whole_out_.capacity() > keep_bytes)
-        std::string().swap(whole_out_);
+    out.swap(*lent);
+    give_back(whole_in_);
+    give_back(whole_out_);
     co_return !ec && !slot_.timed_out && keep_alive;
 }
 

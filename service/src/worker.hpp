@@ -21,6 +21,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 namespace udshttp::service::detail {
 
@@ -125,7 +126,10 @@ struct connection_slot {
     bool timed_out = false;
     bool idle = false; // waiting for the next request: closed at once when the server drains
 
-    void arm(std::chrono::milliseconds d) noexcept { deadline = clock::now() + d; }
+    // `now` lets a caller that has just read the clock spare another read.
+    void arm(std::chrono::milliseconds d, clock::time_point now = clock::now()) noexcept {
+        deadline = now + d;
+    }
     void disarm() noexcept { deadline = clock::time_point::max(); }
 };
 
@@ -204,7 +208,16 @@ struct worker {
     connection_registry connections;
     worker_stats stats;
     date_cache date;
-    asio::io_context ctx{1};
+    // Whole-body buffers over 64 KiB that connections gave back, for the next large body on
+    // this thread: a few at most, so a run of 1 MiB echoes reuses memory instead of faulting
+    // in fresh pages each time.
+    std::vector<std::string> spare_buffers;
+    static constexpr std::size_t max_spare_buffers = 4;
+    // One thread runs this context, and a socket is only ever used from its worker's thread
+    // (the acceptor registers a new socket with its worker's reactor, which keeps its
+    // registration lock, then hands it over by co_spawn), so the reactor's per-descriptor
+    // locks are dropped: two mutex round trips less per I/O operation.
+    asio::io_context ctx{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
     std::thread thread;
 };
 

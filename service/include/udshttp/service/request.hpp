@@ -83,6 +83,13 @@ public:
     virtual void data(std::string_view in, std::string& out) = 0;
     /// The body is complete; append any final output to out.
     virtual void end(std::string& out) { (void)out; }
+    /// Optional. A body with a Content-Length up to 1 MiB is read whole before the handler
+    /// sees it; whole() may then turn `body` into the response body in place and return true
+    /// (echo does, and copies nothing). Return false (the default) to get data() and end().
+    virtual bool whole(std::string& body) {
+        (void)body;
+        return false;
+    }
 };
 
 /// Sets a text/plain body.

@@ -1,0 +1,123 @@
+// The benchmark tools, run briefly (the figures themselves come from bench/compare, never from
+// a timed test): udshttp-bench against udshttpd over a Unix socket and TCP, its checks of every
+// response, its idle mode, and the epoll responder bench/compare uses as the floor.
+
+#include "support/support.hpp"
+
+#include <udshttp/client/client.hpp>
+#include <udshttp/proto/url.hpp>
+
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace udshttp;
+using namespace udshttp::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+// One udshttp-bench run: its exit status and its JSON report.
+struct bench_run {
+    int code = -1;
+    nlohmann::json report;
+    std::string err;
+};
+
+bench_run run_bench(const temp_dir& dir, std::vector<std::string> args) {
+    std::vector<std::string> argv{UDSHTTP_TEST_BENCH, "--json", "-w", "100ms"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto r = run(argv, dir);
+    bench_run out{r.code, {}, r.err};
+    if (!r.out.empty())
+        out.report = nlohmann::json::parse(r.out);
+    return out;
+}
+
+std::uint64_t errors_of(const nlohmann::json& report) {
+    std::uint64_t n = 0;
+    for (const auto& [kind, count] : report["errors"].items())
+        n += count.get<std::uint64_t>();
+    return n;
+}
+
+} // namespace
+
+TEST_SUITE("e2e") {
+    TEST_CASE("udshttp-bench: GET and 64 KiB echo over a Unix socket and TCP - every byte checked") {
+        daemon_fixture d(true);
+        for (const auto& url : {d.unix_url("/hello"), d.tcp_url("/hello")}) {
+            auto r = run_bench(d.dir, {"-c", "8", "-d", "300ms", url});
+            INFO(url << ": " << r.err);
+            REQUIRE(r.code == 0);
+            CHECK(r.report["requests"].get<std::uint64_t>() > 0);
+            CHECK(errors_of(r.report) == 0);
+            CHECK(r.report["latency_us"]["p50"].get<double>() > 0);
+        }
+        for (const auto& url : {d.unix_url("/echo"), d.tcp_url("/echo")}) {
+            // 64 KiB goes through the whole-body path, 3 MiB through the streaming pump.
+            for (const char* size : {"64KiB", "3MiB"}) {
+                auto r = run_bench(d.dir, {"-c", "2", "-b", size, "-d", "300ms", url});
+                INFO(url << " " << size << ": " << r.err);
+                REQUIRE(r.code == 0);
+                CHECK(r.report["requests"].get<std::uint64_t>() > 0);
+                CHECK(r.report["mb_per_s"].get<double>() > 0);
+                CHECK(errors_of(r.report) == 0);
+            }
+        }
+        auto pipelined = run_bench(d.dir, {"-c", "4", "-p", "16", "-n", "4000", d.unix_url("/hello")});
+        CHECK(pipelined.code == 0);
+        CHECK(pipelined.report["requests"].get<std::uint64_t>() >= 4000);
+    }
+
+    TEST_CASE("udshttp-bench: wrong answers are counted and fail the run") {
+        daemon_fixture d;
+        // GET /echo answers a JSON description, not the 1 KiB sent: a body mismatch.
+        auto body = run_bench(d.dir, {"-X", "GET", "-b", "1KiB", "-n", "10", d.unix_url("/echo")});
+        CHECK(body.code == 1);
+        CHECK(body.report["errors"]["body"].get<std::uint64_t>() > 0);
+        auto status = run_bench(d.dir, {"-n", "10", d.unix_url("/nope")});
+        CHECK(status.code == 1);
+        CHECK(status.report["errors"]["status"].get<std::uint64_t>() > 0);
+        CHECK(status.report["first_error"].get<std::string>().find("status 404") !=
+              std::string::npos);
+        auto refused = run(std::vector<std::string>{UDSHTTP_TEST_BENCH, "-n", "1",
+                                                    "http+unix://%2Fnonexistent.sock/"},
+                           d.dir);
+        CHECK(refused.code == 1);
+        auto usage = run(std::vector<std::string>{UDSHTTP_TEST_BENCH, "-c", "zero", "x"}, d.dir);
+        CHECK(usage.code == 2);
+        CHECK(usage.err.find("-c: 'zero' is not a number") != std::string::npos);
+    }
+
+    TEST_CASE("udshttp-bench --idle holds keep-alive connections open - then closes them") {
+        daemon_fixture d;
+        child idle({UDSHTTP_TEST_BENCH, "--idle", "2s", "-c", "300", d.unix_url("/hello")}, d.dir);
+        REQUIRE_MESSAGE(idle.wait_for_output("idle 300"), idle.err());
+        client::client c;
+        auto health = c.get_json(d.unix_url("/healthz"));
+        REQUIRE(health);
+        CHECK((*health)["connections"].get<int>() >= 300);
+        CHECK(idle.wait(10s) == 0);
+        CHECK(idle.out().find("closed 300 errors 0") != std::string::npos);
+    }
+
+    TEST_CASE("epoll-responder answers GET and echoes bodies under udshttp-bench") {
+        temp_dir dir;
+        const auto sock = dir.file("e.sock");
+        child responder({UDSHTTP_TEST_EPOLL_RESPONDER, "--unix", sock}, dir);
+        const auto url = proto::make_url(proto::endpoint::unix_path(sock), "/hello");
+        // Its socket file appears at bind(); the bench may dial a moment before listen().
+        for (int i = 0; i < 100 && !raw_socket(proto::endpoint::unix_path(sock)).connected(); ++i)
+            std::this_thread::sleep_for(10ms);
+        auto get = run_bench(dir, {"-c", "4", "-d", "200ms", url});
+        CHECK(get.code == 0);
+        auto echo = run_bench(dir, {"-c", "2", "-b", "200KiB", "-d", "200ms",
+                                    proto::make_url(proto::endpoint::unix_path(sock), "/echo")});
+        CHECK(echo.code == 0);
+        CHECK(errors_of(echo.report) == 0);
+    }
+}
