@@ -47,7 +47,8 @@ std::uint64_t errors_of(const nlohmann::json& report) {
 } // namespace
 
 TEST_SUITE("e2e") {
-    TEST_CASE("udshttp-bench: GET and 64 KiB echo over a Unix socket and TCP - every byte checked") {
+    TEST_CASE(
+        "udshttp-bench: GET and 64 KiB echo over a Unix socket and TCP - every byte checked") {
         daemon_fixture d(true);
         for (const auto& url : {d.unix_url("/hello"), d.tcp_url("/hello")}) {
             auto r = run_bench(d.dir, {"-c", "8", "-d", "300ms", url});
@@ -68,7 +69,8 @@ TEST_SUITE("e2e") {
                 CHECK(errors_of(r.report) == 0);
             }
         }
-        auto pipelined = run_bench(d.dir, {"-c", "4", "-p", "16", "-n", "4000", d.unix_url("/hello")});
+        auto pipelined =
+            run_bench(d.dir, {"-c", "4", "-p", "16", "-n", "4000", d.unix_url("/hello")});
         CHECK(pipelined.code == 0);
         CHECK(pipelined.report["requests"].get<std::uint64_t>() >= 4000);
     }
