@@ -74,6 +74,68 @@ TEST_SUITE("e2e") {
         CHECK(not_socket.err.find("is a regular file, not a socket") != std::string::npos);
     }
 
+    TEST_CASE("udshttpd: every option can come from a UDSHTTP_ variable - the command line wins") {
+        temp_dir dir;
+        // Every long option --help lists (but --help and --version) is read from its variable:
+        // a bad value there is a usage error that names the variable.
+        const auto help = run({udshttpd_path(), "--help"}, dir).out;
+        std::regex option_re("\\n  (?:-[a-zA-Z], |    )(--[a-z-]+)");
+        std::vector<std::string> options;
+        for (auto it = std::sregex_iterator(help.begin(), help.end(), option_re);
+             it != std::sregex_iterator(); ++it)
+            if ((*it)[1] != "--help" && (*it)[1] != "--version")
+                options.push_back((*it)[1]);
+        CHECK(options.size() == 16);
+        for (const auto& option : options) {
+            std::string var = "UDSHTTP_";
+            for (char c : option.substr(2))
+                var +=
+                    c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+            // A value every option refuses: not a number, size, user, mode, level or endpoint.
+            const std::string bad = option == "--access-log" ? "" : "tcp://[";
+            auto r = run({udshttpd_path()}, dir, {.uid = {}, .env = {var + "=" + bad}});
+            if (option == "--access-log") {
+                CHECK_MESSAGE(r.code == 2, var);
+                CHECK_MESSAGE(r.err.find(var + ": needs a file path") != std::string::npos, r.err);
+                continue;
+            }
+            CHECK_MESSAGE(r.code == 2, var << " gave " << r.code << ": " << r.err);
+            CHECK_MESSAGE(r.err.starts_with("udshttpd: " + var + ": "), r.err);
+        }
+
+        // Good values take effect: two sockets from one list, a body limit, an access log.
+        const auto a = dir.file("a.sock"), b = dir.file("b.sock"), log = dir.file("access.log");
+        {
+            child d({udshttpd_path()}, dir,
+                    {.uid = {},
+                     .env = {"UDSHTTP_LISTEN=" + a + "," + b, "UDSHTTP_MAX_BODY_BYTES=4B",
+                             "UDSHTTP_ACCESS_LOG=" + log, "UDSHTTP_LOG_LEVEL=warn"}});
+            for (int i = 0; i < 200 && !raw_socket(proto::endpoint::unix_path(b)).connected(); ++i)
+                std::this_thread::sleep_for(10ms);
+            client::client c;
+            auto small = c.post(proto::make_url(proto::endpoint::unix_path(a), "/echo"), "1234");
+            REQUIRE(small);
+            CHECK(small->body == "1234");
+            auto big = c.post(proto::make_url(proto::endpoint::unix_path(b), "/echo"), "12345");
+            REQUIRE(big);
+            CHECK(big->status == 413);
+            CHECK(d.out().empty()); // UDSHTTP_LOG_LEVEL=warn hides the banner
+            d.signal(SIGTERM);
+            CHECK(d.wait(10s) == 0);
+        }
+        CHECK(read_file(log).find("\"status\":413") != std::string::npos);
+        // --listen on the command line replaces UDSHTTP_LISTEN's list; other flags win too.
+        const auto c_sock = dir.file("c.sock");
+        child d({udshttpd_path(), "--listen", c_sock, "--max-body-bytes=1KiB"}, dir,
+                {.uid = {}, .env = {"UDSHTTP_LISTEN=" + a, "UDSHTTP_MAX_BODY_BYTES=4B"}});
+        REQUIRE(d.wait_for_output("listening on unix:" + c_sock));
+        CHECK(d.out().find(a) == std::string::npos);
+        client::client c;
+        auto r = c.post(proto::make_url(proto::endpoint::unix_path(c_sock), "/echo"), "12345");
+        REQUIRE(r);
+        CHECK(r->status == 200);
+    }
+
     TEST_CASE("curl --unix-socket: hello - JSON - echo of a file - echo JSON - errors") {
         if (!require_peer("curl", "curl"))
             return;

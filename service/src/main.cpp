@@ -9,6 +9,8 @@
 #include <pwd.h>
 #include <signal.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -56,6 +58,12 @@ Options:
   -V, --version                print the version
 
 SIZE takes B, KiB, MiB, GiB (64KiB); DUR takes ms, s, m, h (500ms, 10s).
+
+Environment: every option above can also be set as UDSHTTP_ and its long name in capitals,
+dashes as underscores: UDSHTTP_LISTEN=/run/app/app.sock, UDSHTTP_MAX_BODY_BYTES=1MiB,
+UDSHTTP_ALLOW_REMOTE=1. Repeatable options take a comma-separated list there
+(UDSHTTP_LISTEN=/run/a.sock,tcp://127.0.0.1:8080). An option on the command line wins over
+its variable.
 SIGTERM or SIGINT: stop accepting, close idle connections, let requests in flight finish
 (answered with Connection: close) for up to --drain-timeout, remove the socket files this
 process created, exit 0. With --allow-uid/--allow-gid set, TCP peers get 403 (no identity).
@@ -124,11 +132,83 @@ void append_ids(std::vector<Id>& out, std::string_view flag, const std::string& 
     }
 }
 
+// The options that can come from the environment: --name <-> UDSHTTP_NAME.
+struct env_option {
+    std::string_view flag;
+    bool repeatable = false;
+    bool boolean = false;
+};
+constexpr env_option env_options[] = {
+    {"--listen", true},    {"--threads"},
+    {"--socket-mode"},     {"--socket-owner"},
+    {"--socket-group"},    {"--max-header-bytes"},
+    {"--max-body-bytes"},  {"--header-timeout"},
+    {"--idle-timeout"},    {"--max-connections"},
+    {"--drain-timeout"},   {"--allow-uid", true},
+    {"--allow-gid", true}, {"--allow-remote", false, true},
+    {"--access-log"},      {"--log-level"},
+};
+
+std::string env_name(std::string_view flag) {
+    std::string name = "UDSHTTP_";
+    for (char c : flag.substr(2))
+        name += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    return name;
+}
+
+// One option to parse: the flag, its value if it came attached, and what to call it in an
+// error ("--threads" or "UDSHTTP_THREADS").
+struct arg {
+    std::string text;
+    std::string source;
+};
+
+// The options the environment sets, as "--flag=value" arguments.
+std::vector<arg> args_from_env() {
+    std::vector<arg> out;
+    for (const auto& option : env_options) {
+        const auto name = env_name(option.flag);
+        const char* value = std::getenv(name.c_str());
+        if (!value)
+            continue;
+        const std::string text = value;
+        if (option.boolean) {
+            if (text == "1" || text == "true" || text == "yes")
+                out.push_back({std::string(option.flag), name});
+            else if (text != "0" && text != "false" && text != "no" && !text.empty())
+                usage_error(name + ": '" + text + "' is not 1, true, yes, 0, false or no");
+        } else if (option.repeatable && option.flag == "--listen") {
+            std::size_t from = 0; // a list of endpoints (allow lists take commas themselves)
+            while (from <= text.size()) {
+                const auto comma = std::min(text.find(',', from), text.size());
+                out.push_back({"--listen=" + text.substr(from, comma - from), name});
+                from = comma + 1;
+            }
+        } else {
+            out.push_back({std::string(option.flag) + "=" + text, name});
+        }
+    }
+    return out;
+}
+
+bool is_repeatable(std::string_view flag) {
+    for (const auto& option : env_options)
+        if (option.flag == flag || (flag == "-l" && option.flag == "--listen"))
+            return option.repeatable;
+    return false;
+}
+
 server_options parse_args(int argc, char** argv) {
     server_options o;
-    std::vector<std::string> args(argv + 1, argv + argc);
+    // The environment first, then the command line; a repeatable option given on the command
+    // line replaces the environment's list rather than adding to it.
+    std::vector<arg> args = args_from_env();
+    const auto from_env = args.size();
+    for (int i = 1; i < argc; ++i)
+        args.push_back({argv[i], {}});
+    std::vector<std::string> replaced;
     for (std::size_t i = 0; i < args.size(); ++i) {
-        std::string flag = args[i];
+        std::string flag = args[i].text;
         std::string value;
         bool has_value = false;
         if (auto eq = flag.find('='); flag.starts_with("--") && eq != std::string::npos) {
@@ -136,12 +216,23 @@ server_options parse_args(int argc, char** argv) {
             flag = flag.substr(0, eq);
             has_value = true;
         }
+        const std::string name = args[i].source.empty() ? flag : args[i].source;
+        if (i >= from_env && is_repeatable(flag) &&
+            std::find(replaced.begin(), replaced.end(), flag) == replaced.end()) {
+            replaced.push_back(flag);
+            if (flag == "-l" || flag == "--listen")
+                o.listen.clear();
+            else if (flag == "--allow-uid")
+                o.allow_uids.clear();
+            else if (flag == "--allow-gid")
+                o.allow_gids.clear();
+        }
         auto next = [&]() -> std::string {
             if (has_value)
                 return value;
             if (i + 1 >= args.size())
                 usage_error(flag + " needs a value");
-            return args[++i];
+            return args[++i].text;
         };
         if (flag == "-h" || flag == "--help") {
             print_help();
@@ -150,55 +241,54 @@ server_options parse_args(int argc, char** argv) {
             std::cout << "udshttpd " << udshttp::version << '\n';
             std::exit(0);
         } else if (flag == "-l" || flag == "--listen") {
-            o.listen.push_back(value_or_die(udshttp::proto::endpoint::parse(next()), flag));
+            o.listen.push_back(value_or_die(udshttp::proto::endpoint::parse(next()), name));
         } else if (flag == "--threads") {
-            o.threads = static_cast<unsigned>(parse_count(flag, next(), 1024));
+            o.threads = static_cast<unsigned>(parse_count(name, next(), 1024));
             if (o.threads == 0)
-                usage_error("--threads: must be at least 1");
+                usage_error(name + ": must be at least 1");
         } else if (flag == "--socket-mode") {
             const auto text = next();
             char* end = nullptr;
             const auto mode = std::strtoul(text.c_str(), &end, 8);
             if (text.empty() || *end != '\0' || mode > 07777)
-                usage_error("--socket-mode: '" + text + "' is not an octal mode such as 0660");
+                usage_error(name + ": '" + text + "' is not an octal mode such as 0660");
             o.socket_mode = static_cast<unsigned>(mode);
         } else if (flag == "--socket-owner") {
-            o.socket_owner = parse_user(flag, next());
+            o.socket_owner = parse_user(name, next());
         } else if (flag == "--socket-group") {
-            o.socket_group = parse_group(flag, next());
+            o.socket_group = parse_group(name, next());
         } else if (flag == "--allow-uid") {
-            append_ids(o.allow_uids, flag, next(), parse_user);
+            append_ids(o.allow_uids, name, next(), parse_user);
         } else if (flag == "--allow-gid") {
-            append_ids(o.allow_gids, flag, next(), parse_group);
+            append_ids(o.allow_gids, name, next(), parse_group);
         } else if (flag == "--allow-remote") {
             if (has_value)
                 usage_error("--allow-remote takes no value");
             o.allow_remote = true;
         } else if (flag == "--drain-timeout") {
-            o.drain_timeout = value_or_die(udshttp::proto::parse_duration(next()), flag);
+            o.drain_timeout = value_or_die(udshttp::proto::parse_duration(next()), name);
         } else if (flag == "--access-log") {
             o.access_log = next();
             if (o.access_log.empty())
-                usage_error("--access-log: needs a file path or -");
+                usage_error(name + ": needs a file path or -");
         } else if (flag == "--log-level") {
             const auto text = next();
             const auto level = udshttp::service::parse_log_level(text);
             if (!level)
-                usage_error("--log-level: '" + text +
-                            "' is not one of debug, info, warn, error, off");
+                usage_error(name + ": '" + text + "' is not one of debug, info, warn, error, off");
             o.log_level = *level;
         } else if (flag == "--max-header-bytes") {
-            o.max_header_bytes = value_or_die(udshttp::proto::parse_size(next()), flag);
+            o.max_header_bytes = value_or_die(udshttp::proto::parse_size(next()), name);
         } else if (flag == "--max-body-bytes") {
-            o.max_body_bytes = value_or_die(udshttp::proto::parse_size(next()), flag);
+            o.max_body_bytes = value_or_die(udshttp::proto::parse_size(next()), name);
         } else if (flag == "--header-timeout") {
-            o.header_timeout = value_or_die(udshttp::proto::parse_duration(next()), flag);
+            o.header_timeout = value_or_die(udshttp::proto::parse_duration(next()), name);
         } else if (flag == "--idle-timeout") {
-            o.idle_timeout = value_or_die(udshttp::proto::parse_duration(next()), flag);
+            o.idle_timeout = value_or_die(udshttp::proto::parse_duration(next()), name);
         } else if (flag == "--max-connections") {
-            o.max_connections = parse_count(flag, next(), 10'000'000);
+            o.max_connections = parse_count(name, next(), 10'000'000);
         } else {
-            usage_error("unknown option '" + args[i] + "'");
+            usage_error("unknown option '" + args[i].text + "'");
         }
     }
     return o;
