@@ -162,7 +162,7 @@ template <class Fields> void stamp(Fields& fields, worker& w) {
 // Answers a request whose body has been read: the matched handler, or 400/404/405, and 500
 // whatever a handler throws. Returns the index of the route that answered, router::npos if none.
 std::size_t handle(const router::match_result& m, const request& req, const server_state& state,
-                   worker& w, response& res) {
+                   response& res) {
     const auto& msg = req.message();
     try {
         if (m.bad_encoding) {
@@ -605,7 +605,7 @@ awaitable<> session::run() {
             break;
 
         auto res = make_response(msg.version());
-        const auto answered_by = handle(route, req, state_, w_, res);
+        const auto answered_by = handle(route, req, state_, res);
         const bool keep_alive =
             msg.keep_alive() && !state_.stopping.load(std::memory_order_relaxed);
         const auto length = finish(res, msg);
