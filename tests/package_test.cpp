@@ -1,0 +1,142 @@
+// The project as others get it: cmake --install into a temporary prefix, a separate project
+// that finds it with find_package(udshttp CONFIG) and one built with pkg-config, both run
+// against the installed udshttpd; and the .deb CPack makes, checked with dpkg-deb.
+
+#include "support/support.hpp"
+
+#include <udshttp/proto/url.hpp>
+#include <udshttp/proto/version.hpp>
+
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <sstream>
+#include <string>
+#include <vector>
+
+using namespace udshttp;
+using namespace udshttp::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::string build_dir = UDSHTTP_TEST_BUILD_DIR;
+const std::string sanitize = UDSHTTP_TEST_SANITIZE; // this build's sanitizers, for consumers
+
+std::vector<std::string> split(const std::string& text) {
+    std::istringstream in(text);
+    std::vector<std::string> out;
+    for (std::string word; in >> word;)
+        out.push_back(word);
+    return out;
+}
+
+// Runs a step that must succeed, with its output in the failure message.
+run_result must(std::vector<std::string> argv, const temp_dir& dir,
+                child::spawn_options options = {}) {
+    auto r = run(argv, dir, std::move(options), 110s);
+    REQUIRE_MESSAGE(r.code == 0, argv.front() << " failed (" << r.code << "):\n" << r.out << r.err);
+    return r;
+}
+
+} // namespace
+
+TEST_SUITE("package") {
+    TEST_CASE("cmake --install: find_package(udshttp) and pkg-config consumers build and run") {
+        if (!require_peer("pkg-config", "pkg-config"))
+            return;
+        temp_dir dir;
+        const auto prefix = dir.file("prefix");
+        must({"cmake", "--install", build_dir, "--prefix", prefix}, dir);
+        for (const char* f :
+             {"bin/udshttpd", "bin/udshttp", "include/udshttp/client/client.hpp",
+              "include/udshttp/service/server.hpp", "include/udshttp/proto/version.hpp",
+              "lib/cmake/udshttp/udshttpConfig.cmake",
+              "lib/cmake/udshttp/udshttpConfigVersion.cmake", "lib/pkgconfig/udshttp.pc",
+              "lib/libudshttp_client.a"})
+            CHECK_MESSAGE(fs::exists(prefix + "/" + f), f);
+
+        // The installed server, for both consumers to call.
+        const auto sock = dir.file("live.sock");
+        child server({prefix + "/bin/udshttpd", "--listen", sock}, dir);
+        REQUIRE(server.wait_for_output("listening on unix:"));
+        const auto url = proto::make_url(proto::endpoint::unix_path(sock), "/hello");
+
+        std::vector<std::string> configure{"cmake",
+                                           "-S",
+                                           source_dir() + "/examples/consumer",
+                                           "-B",
+                                           dir.file("consumer"),
+                                           "-DCMAKE_PREFIX_PATH=" + prefix,
+                                           "-DCMAKE_CXX_COMPILER=" UDSHTTP_TEST_CXX};
+        if (have_program("ccache"))
+            configure.push_back("-DCMAKE_CXX_COMPILER_LAUNCHER=ccache");
+        if (!sanitize.empty()) {
+            configure.push_back("-DCMAKE_CXX_FLAGS=-fsanitize=" + sanitize);
+            configure.push_back("-DCMAKE_EXE_LINKER_FLAGS=-fsanitize=" + sanitize);
+        }
+        must(configure, dir);
+        must({"cmake", "--build", dir.file("consumer")}, dir);
+        auto consumer = must({dir.file("consumer/consumer"), url}, dir);
+        CHECK(consumer.out.find("own route: {\"square\":144}") != std::string::npos);
+        CHECK(consumer.out.find(": 200 Hello Anonymous") != std::string::npos);
+
+        // pkg-config finds its prefix from where the .pc file lies.
+        const std::vector<std::string> env{"PKG_CONFIG_PATH=" + prefix + "/lib/pkgconfig"};
+        auto flags =
+            must({"pkg-config", "--cflags", "--libs", "udshttp"}, dir, {.uid = {}, .env = env});
+        CHECK(flags.out.find("-ludshttp_client") != std::string::npos);
+        auto version =
+            must({"pkg-config", "--modversion", "udshttp"}, dir, {.uid = {}, .env = env});
+        CHECK(version.out == UDSHTTP_VERSION_STRING "\n");
+        std::vector<std::string> compile{UDSHTTP_TEST_CXX, "-std=c++20",
+                                         source_dir() + "/examples/consumer/pkg_config.cpp", "-o",
+                                         dir.file("pkg_config")};
+        for (auto& f : split(flags.out))
+            compile.push_back(f);
+        if (!sanitize.empty())
+            compile.push_back("-fsanitize=" + sanitize);
+        must(compile, dir);
+        auto plain = must({dir.file("pkg_config"), url}, dir);
+        CHECK(plain.out == "200 Hello Anonymous\n");
+
+        // The version file refuses a version we are not.
+        const auto wants = dir.file("wants-9");
+        fs::create_directories(wants);
+        write_file(wants + "/CMakeLists.txt", "cmake_minimum_required(VERSION 3.25)\n"
+                                              "project(wants NONE)\n"
+                                              "find_package(udshttp 9.0 CONFIG REQUIRED)\n");
+        auto refused =
+            run({"cmake", "-S", wants, "-B", wants + "/b", "-DCMAKE_PREFIX_PATH=" + prefix}, dir);
+        CHECK(refused.code != 0);
+        CHECK(refused.err.find("compatible with requested version \"9.0\"") != std::string::npos);
+        CHECK(refused.err.find("version: " UDSHTTP_VERSION_STRING) != std::string::npos);
+    }
+
+    TEST_CASE("cpack makes a .deb of the binaries - headers - CMake package and systemd units") {
+        if (!require_peer("dpkg-shlibdeps", "dpkg-dev"))
+            return;
+        temp_dir dir;
+        must({"cpack", "-G", "DEB", "--config", build_dir + "/CPackConfig.cmake", "-B",
+              dir.file("out")},
+             dir);
+        const auto deb = dir.file("out/udshttp_" UDSHTTP_VERSION_STRING "_amd64.deb");
+        REQUIRE_MESSAGE(fs::exists(deb), deb);
+        const auto contents = must({"dpkg-deb", "-c", deb}, dir).out;
+        for (const char* f :
+             {"./usr/bin/udshttpd", "./usr/bin/udshttp", "./usr/include/udshttp/client/client.hpp",
+              "./usr/include/udshttp/service/server.hpp", "./usr/lib/libudshttp_service.a",
+              "./usr/lib/cmake/udshttp/udshttpConfig.cmake", "./usr/lib/pkgconfig/udshttp.pc",
+              "./usr/lib/systemd/system/udshttpd.socket",
+              "./usr/lib/systemd/system/udshttpd.service"})
+            CHECK_MESSAGE(contents.find(std::string(f) + "\n") != std::string::npos, f);
+        // The unit starts the binary where the package puts it.
+        CHECK(read_file(source_dir() + "/examples/systemd/udshttpd.service")
+                  .find("ExecStart=/usr/bin/udshttpd ") != std::string::npos);
+        const auto depends = must({"dpkg-deb", "-f", deb, "Depends"}, dir).out;
+        CHECK(depends.find("libboost-url1.81.0") != std::string::npos);
+        CHECK(depends.find("libstdc++6") != std::string::npos);
+    }
+}
