@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <regex>
@@ -308,6 +309,27 @@ TEST_SUITE("e2e") {
         auto help = cli({"--help"});
         CHECK(help.code == 0);
         CHECK(help.out.find("--unix-socket PATH") != std::string::npos);
+    }
+
+    TEST_CASE("udshttp routes URL: the routes of a running server - errors exit as curl would") {
+        daemon_fixture d;
+        auto r = run({udshttp_path(), "routes", d.unix_url("/")}, d.dir);
+        CHECK(r.code == 0);
+        CHECK(r.out.find("GET     /hello/{name}  Greets NAME\n") != std::string::npos);
+        CHECK(r.out.find("POST    /echo          Echoes the body\n") != std::string::npos);
+        CHECK(r.out.find("GET     /openapi.json  This API") != std::string::npos);
+        CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 10);
+        auto none = run({udshttp_path(), "routes", "http+unix://%2Fno%2Fsuch.sock/"}, d.dir);
+        CHECK(none.code == 7);
+        CHECK(none.err.find("no such socket file") != std::string::npos);
+        auto usage = run({udshttp_path(), "routes"}, d.dir);
+        CHECK(usage.code == 2);
+        // A server that is not udshttp: 404 for /openapi.json is exit 22, as curl -f.
+        temp_dir other;
+        server_fixture bare(true, {.builtin_routes = false});
+        auto not_ours = run({udshttp_path(), "routes", bare.url("/")}, other);
+        CHECK(not_ours.code == 22);
+        CHECK(not_ours.err.find("answered 404") != std::string::npos);
     }
 
     TEST_CASE("udshttp CLI: timeouts exit 28 and say which deadline fired") {

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <set>
 #include <thread>
 
 using namespace udshttp;
@@ -318,6 +319,101 @@ TEST_SUITE("service") {
         }
         client::client c;
         CHECK(c.get(srv.url("/hello"))->status == 200);
+    }
+
+    TEST_CASE("GET /openapi.json: an OpenAPI 3.1 document of every route - the embedder's too") {
+        server_fixture srv(true, {}, [](service::router& r) {
+            r.get("/items/{id}/parts/{part}", [](const service::request&, service::response&) {})
+                .describe({.summary = "One part of an item",
+                           .description = "Looks the part up.",
+                           .response_type = "application/json"});
+            r.add(service::http::verb::delete_, "/items/{id}",
+                  [](const service::request&, service::response&) {}); // not described
+        });
+        client::client c;
+        auto doc = c.get_json(srv.url("/openapi.json"));
+        REQUIRE(doc);
+        const auto& d = *doc;
+        // The structure OpenAPI 3.1 requires, checked strictly (Debian has no OpenAPI
+        // validator): version, info, paths, operations, parameters, responses, references.
+        CHECK(d["openapi"] == "3.1.0");
+        CHECK(d["info"]["title"] == "udshttp");
+        CHECK(d["info"]["version"] == UDSHTTP_VERSION_STRING);
+        REQUIRE(d["paths"].is_object());
+        const std::set<std::string> methods{"get",     "put",  "post",  "delete",
+                                            "options", "head", "patch", "trace"};
+        std::set<std::string> ids;
+        std::set<std::string> seen; // "METHOD path"
+        for (const auto& [path, item] : d["paths"].items()) {
+            CHECK_MESSAGE(path.starts_with("/"), path);
+            std::set<std::string> declared;
+            const auto parameters = item.value("parameters", nlohmann::json::array());
+            for (const auto& p : parameters) {
+                CHECK(p["in"] == "path");
+                CHECK(p["required"] == true);
+                CHECK(p["schema"].is_object());
+                declared.insert(p["name"].get<std::string>());
+            }
+            std::set<std::string> in_path;
+            for (std::size_t at = path.find('{'); at != std::string::npos;
+                 at = path.find('{', at + 1))
+                in_path.insert(path.substr(at + 1, path.find('}', at) - at - 1));
+            CHECK_MESSAGE(declared == in_path, path);
+            for (const auto& [key, op] : item.items()) {
+                if (key == "parameters")
+                    continue;
+                REQUIRE_MESSAGE(methods.contains(key), path << ": " << key);
+                seen.insert(key + " " + path);
+                REQUIRE(op["operationId"].is_string());
+                CHECK_MESSAGE(ids.insert(op["operationId"].get<std::string>()).second,
+                              "duplicate operationId " << op["operationId"]);
+                REQUIRE(op["responses"].is_object());
+                CHECK(!op["responses"].empty());
+                for (const auto& [status, response] : op["responses"].items()) {
+                    CHECK((status == "default" ||
+                           (status.size() == 3 && status[0] >= '1' && status[0] <= '5')));
+                    CHECK(response["description"].is_string());
+                    const auto content = response.value("content", nlohmann::json::object());
+                    for (const auto& [type, media] : content.items()) {
+                        CHECK(type.find('/') != std::string::npos);
+                        const auto& schema = media["schema"];
+                        if (schema.contains("$ref")) {
+                            const auto ref = schema["$ref"].get<std::string>();
+                            REQUIRE(ref.starts_with("#/components/schemas/"));
+                            CHECK(d["components"]["schemas"].contains(ref.substr(21)));
+                        }
+                    }
+                }
+            }
+        }
+        // Every route is there (HEAD is answered by GET routes and not listed), and no other.
+        const std::set<std::string> expected{"get /",
+                                             "get /hello",
+                                             "get /hello/{name}",
+                                             "get /echo",
+                                             "post /echo",
+                                             "put /echo",
+                                             "patch /echo",
+                                             "get /healthz",
+                                             "get /metrics",
+                                             "get /openapi.json",
+                                             "get /items/{id}/parts/{part}",
+                                             "delete /items/{id}"};
+        CHECK(seen == expected);
+        const auto& mine = d["paths"]["/items/{id}/parts/{part}"]["get"];
+        CHECK(mine["summary"] == "One part of an item");
+        CHECK(mine["description"] == "Looks the part up.");
+        CHECK(mine["responses"]["200"]["content"].contains("application/json"));
+        CHECK(!d["paths"]["/items/{id}"]["delete"].contains("summary"));
+        CHECK(d["paths"]["/echo"]["post"]["requestBody"]["content"].contains("*/*"));
+        // The error answers the document promises are the ones the server gives.
+        auto missing = c.get(srv.url("/nope"));
+        REQUIRE(missing);
+        const auto error = nlohmann::json::parse(missing->body);
+        for (const auto& field :
+             d["components"]["schemas"]["Error"]["properties"]["error"]["required"])
+            CHECK(error["error"].contains(field.get<std::string>()));
+        CHECK_THROWS_AS(service::router().describe({}), std::logic_error);
     }
 
     TEST_CASE_TEMPLATE("malformed requests get 400 and close while others are still served", T,

@@ -5,6 +5,10 @@
 #include <udshttp/proto/url.hpp>
 #include <udshttp/proto/version.hpp>
 
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -40,8 +44,11 @@ enum exit_code : int {
 
 void print_help() {
     std::cout << R"(Usage: udshttp [OPTIONS] URL
+       udshttp routes URL
 
 Send one HTTP/1.1 request over a Unix socket or TCP and print the response body.
+"udshttp routes URL" lists the routes of the udshttp server at URL's endpoint (from its
+/openapi.json): method, path and summary, one per line.
 
 URLs:
   http+unix://%2Frun%2Fapp.sock/hello     socket path, percent-encoded (/ is %2F)
@@ -433,7 +440,59 @@ private:
 
 } // namespace
 
+// udshttp routes URL: the server's routes, from its OpenAPI document.
+int list_routes(const std::string& url_text) {
+    auto url = udshttp::proto::url::parse(url_text);
+    if (!url) {
+        std::cerr << "udshttp: " << url.error().message << '\n';
+        return bad_url;
+    }
+    const auto doc_url = udshttp::proto::make_url(url->where, "/openapi.json");
+    udshttp::client::client client;
+    auto r = client.get(doc_url);
+    if (!r) {
+        std::cerr << "udshttp: " << r.error().message << '\n';
+        return exit_code_for(r.error());
+    }
+    if (r->status != 200) {
+        std::cerr << "udshttp: " << doc_url << " answered " << r->status
+                  << " (not a udshttp server, or one without /openapi.json)\n";
+        return http_error;
+    }
+    const auto doc = nlohmann::json::parse(r->body, nullptr, false);
+    if (doc.is_discarded() || !doc.contains("paths") || !doc["paths"].is_object()) {
+        std::cerr << "udshttp: " << doc_url << " is not an OpenAPI document\n";
+        return weird_reply;
+    }
+    static constexpr std::string_view methods[] = {"get",     "put",  "post",  "delete",
+                                                   "options", "head", "patch", "trace"};
+    std::size_t width = 4;
+    for (const auto& [path, item] : doc["paths"].items())
+        width = std::max(width, path.size());
+    for (const auto& [path, item] : doc["paths"].items()) {
+        for (const auto method : methods) {
+            if (!item.contains(method))
+                continue;
+            std::string upper(method);
+            for (auto& ch : upper)
+                ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+            const auto& op = item[std::string(method)];
+            std::cout << upper << std::string(8 - upper.size(), ' ') << path
+                      << std::string(width + 2 - path.size(), ' ')
+                      << op.value("summary", std::string()) << '\n';
+        }
+    }
+    return ok;
+}
+
 int main(int argc, char** argv) {
+    if (argc >= 2 && std::string_view(argv[1]) == "routes") {
+        if (argc != 3) {
+            std::cerr << "udshttp: usage: udshttp routes URL (see udshttp --help)\n";
+            return usage;
+        }
+        return list_routes(argv[2]);
+    }
     cli c = parse_args(argc, argv);
     udshttp::client::request req;
     req.url = effective_url(c);

@@ -74,6 +74,7 @@ Routes:
   GET  /echo                      JSON: method, target, headers, peer (pid/uid/gid or address)
   GET  /healthz                   JSON status
   GET  /metrics                   Prometheus text format
+  GET  /openapi.json              OpenAPI 3.1 document of these routes ("udshttp routes URL")
 
 Exit status: 0 after a clean stop, 1 if an endpoint cannot be served, 2 on a usage error.
 

@@ -36,13 +36,21 @@ router& router::add_stream(http::verb method, std::string_view pattern, stream_f
     return add_route(method, pattern, nullptr, std::move(f));
 }
 
+router& router::describe(route_doc doc) {
+    if (routes_.empty())
+        throw std::logic_error("router::describe: no route to describe yet");
+    routes_.back().doc = std::move(doc);
+    return *this;
+}
+
 router& router::add_route(http::verb method, std::string_view pattern, handler h,
                           stream_factory f) {
     route r{.method = method,
             .pattern = std::string(pattern),
             .segments = {},
             .fn = std::move(h),
-            .stream = std::move(f)};
+            .stream = std::move(f),
+            .doc = {}};
     const bool ok = for_each_segment(pattern, [&](std::string_view seg) {
         if (seg.size() >= 2 && seg.front() == '{' && seg.back() == '}') {
             auto name = seg.substr(1, seg.size() - 2);

@@ -1,4 +1,4 @@
-// The built-in routes: hello, echo, healthz, metrics.
+// The built-in routes: hello, echo, healthz, metrics, and the OpenAPI document of all routes.
 
 #include "server_state.hpp"
 
@@ -6,7 +6,11 @@
 
 #include <boost/beast/http/field.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <charconv>
+#include <memory>
+#include <set>
 #include <sstream>
 
 namespace udshttp::service::detail {
@@ -150,34 +154,157 @@ std::string metrics_text(const server_state& s) {
     return out.str();
 }
 
+// A schema for a body of this media type: any JSON value, or a string of bytes.
+nlohmann::json schema_for(std::string_view media_type) {
+    if (media_type.starts_with("application/json"))
+        return nlohmann::json::object();
+    return {{"type", "string"}};
+}
+
+// The OpenAPI 3.1 document of every route in r, in the order they were added. HEAD is not
+// listed: GET routes answer it.
+std::string openapi_document(const router& r) {
+    using json = nlohmann::json;
+    json paths = json::object();
+    std::set<std::string> ids;
+    for (std::size_t i = 0; i < r.size(); ++i) {
+        const auto route = r.at(i);
+        auto& path = paths[std::string(route.pattern)];
+        if (!path.contains("parameters")) {
+            json params = json::array();
+            for (std::size_t open = route.pattern.find('{'); open != std::string_view::npos;
+                 open = route.pattern.find('{', open + 1)) {
+                const auto close = route.pattern.find('}', open);
+                params.push_back({{"name", route.pattern.substr(open + 1, close - open - 1)},
+                                  {"in", "path"},
+                                  {"required", true},
+                                  {"schema", {{"type", "string"}}}});
+            }
+            if (!params.empty())
+                path["parameters"] = std::move(params);
+        }
+        std::string method(http::to_string(route.method));
+        for (auto& c : method)
+            c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        // operationId: method and path, made an identifier, and unique.
+        std::string id = method;
+        for (char c : route.pattern)
+            id += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+        while (id.ends_with('_'))
+            id.pop_back();
+        if (id == method)
+            id += "_root";
+        while (!ids.insert(id).second)
+            id += '_';
+        json op{{"operationId", id}};
+        const auto& doc = route.doc;
+        if (!doc.summary.empty())
+            op["summary"] = doc.summary;
+        if (!doc.description.empty())
+            op["description"] = doc.description;
+        if (!doc.request_type.empty())
+            op["requestBody"] = {
+                {"required", true},
+                {"content", {{doc.request_type, {{"schema", schema_for(doc.request_type)}}}}}};
+        op["responses"] = {
+            {"200",
+             {{"description", "Success"},
+              {"content", {{doc.response_type, {{"schema", schema_for(doc.response_type)}}}}}}},
+            {"default",
+             {{"description", "An error: its status, reason, stable code and a sentence"},
+              {"content",
+               {{"application/json", {{"schema", {{"$ref", "#/components/schemas/Error"}}}}}}}}}};
+        path[method] = std::move(op);
+    }
+    const json error_schema{{"type", "object"},
+                            {"required", {"error"}},
+                            {"properties",
+                             {{"error",
+                               {{"type", "object"},
+                                {"required", {"status", "reason", "code", "message"}},
+                                {"properties",
+                                 {{"status", {{"type", "integer"}}},
+                                  {"reason", {{"type", "string"}}},
+                                  {"code", {{"type", "string"}}},
+                                  {"message", {{"type", "string"}}}}}}}}}};
+    const json document{
+        {"openapi", "3.1.0"},
+        {"info",
+         {{"title", "udshttp"},
+          {"version", UDSHTTP_VERSION_STRING},
+          {"description", "HTTP/1.1 over Unix sockets and TCP. Address a Unix socket as "
+                          "http+unix://%2Frun%2Fapp.sock/path, or with curl --unix-socket."}}},
+        {"paths", std::move(paths)},
+        {"components", {{"schemas", {{"Error", error_schema}}}}}};
+    return document.dump(2) + "\n";
+}
+
 } // namespace
 
 void add_builtin_routes(server_state& state) {
     auto& r = state.routes;
     // An embedder's own route for the same method and pattern wins; the built-in one steps aside.
-    auto add = [&r](http::verb method, std::string_view pattern, handler h) {
+    auto add = [&r](http::verb method, std::string_view pattern, handler h, route_doc doc) {
         if (!r.contains(method, pattern))
-            r.add(method, pattern, std::move(h));
+            r.add(method, pattern, std::move(h)).describe(std::move(doc));
     };
-    add(http::verb::get, proto::paths::root, hello);
-    add(http::verb::get, proto::paths::hello, hello);
-    add(http::verb::get, proto::paths::hello_name, hello);
-    add(http::verb::get, proto::paths::echo, echo_describe);
+    const route_doc greeting{.summary = "Greets the caller",
+                             .description = "Hello NAME as text, or as JSON "
+                                            "{\"message\",\"name\"} with Accept: "
+                                            "application/json. NAME is Anonymous by default.",
+                             .response_type = "text/plain"};
+    add(http::verb::get, proto::paths::root, hello, greeting);
+    add(http::verb::get, proto::paths::hello, hello, greeting);
+    add(http::verb::get, proto::paths::hello_name, hello,
+        {.summary = "Greets NAME",
+         .description = greeting.description,
+         .response_type = "text/plain"});
+    add(http::verb::get, proto::paths::echo, echo_describe,
+        {.summary = "Describes the request",
+         .description = "Method, target, version, headers and the peer (pid/uid/gid over a Unix "
+                        "socket, address and port over TCP).",
+         .response_type = "application/json"});
     for (const auto method : {http::verb::post, http::verb::put, http::verb::patch})
         if (!r.contains(method, proto::paths::echo))
-            r.add_stream(method, proto::paths::echo,
-                         [] { return std::make_unique<echo_stream>(); });
-    add(http::verb::get, proto::paths::healthz, [&state](const request&, response& res) {
-        set_json(res,
-                 proto::health_info{.status = "ok",
-                                    .version = UDSHTTP_VERSION_STRING,
-                                    .uptime_seconds = uptime_seconds(state),
-                                    .connections = state.total(&worker_stats::connections_open)});
-    });
-    add(http::verb::get, proto::paths::metrics, [&state](const request&, response& res) {
-        res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
-        res.body() = metrics_text(state);
-    });
+            r.add_stream(method, proto::paths::echo, [] { return std::make_unique<echo_stream>(); })
+                .describe({.summary = "Echoes the body",
+                           .description = "The request body back, byte for byte, with its "
+                                          "Content-Type; streamed as it arrives, up to "
+                                          "--max-body-bytes.",
+                           .request_type = "*/*",
+                           .response_type = "*/*"});
+    add(http::verb::get, proto::paths::healthz,
+        [&state](const request&, response& res) {
+            set_json(res, proto::health_info{.status = "ok",
+                                             .version = UDSHTTP_VERSION_STRING,
+                                             .uptime_seconds = uptime_seconds(state),
+                                             .connections =
+                                                 state.total(&worker_stats::connections_open)});
+        },
+        {.summary = "Health",
+         .description = "Status, version, uptime and open connections.",
+         .response_type = "application/json"});
+    add(http::verb::get, proto::paths::metrics,
+        [&state](const request&, response& res) {
+            res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+            res.body() = metrics_text(state);
+        },
+        {.summary = "Prometheus metrics",
+         .description = "Requests by route, method and status; latency histogram; rejections "
+                        "by reason; connections and bytes.",
+         .response_type = "text/plain"});
+    // Written once, here, when every route (the embedder's too) is in the table.
+    auto document = std::make_shared<std::string>();
+    add(http::verb::get, proto::paths::openapi,
+        [document](const request&, response& res) {
+            res.set(http::field::content_type, "application/json");
+            res.body() = *document;
+        },
+        {.summary = "This API, as an OpenAPI 3.1 document",
+         .description = "Generated from the routing table: the built-in routes and every route "
+                        "the embedding program added (with router::describe() for a summary).",
+         .response_type = "application/json"});
+    *document = openapi_document(r);
 }
 
 } // namespace udshttp::service::detail

@@ -25,6 +25,7 @@ inline constexpr std::string_view hello_name = "/hello/{name}";
 inline constexpr std::string_view echo = "/echo";
 inline constexpr std::string_view healthz = "/healthz";
 inline constexpr std::string_view metrics = "/metrics";
+inline constexpr std::string_view openapi = "/openapi.json";
 } // namespace paths
 
 /// The name hello uses when none is given.

@@ -20,6 +20,16 @@ using handler = std::function<void(const request&, response&)>;
 /// Makes the stream_handler for one request of a stream route.
 using stream_factory = std::function<std::unique_ptr<stream_handler>()>;
 
+/// What GET /openapi.json says about a route (router::describe()).
+struct route_doc {
+    std::string summary;     ///< one line: "Greets NAME"
+    std::string description; ///< more, if there is more to say
+    /// Media type of the request body ("application/json"), empty when it takes none.
+    std::string request_type;
+    /// Media type of the successful answer.
+    std::string response_type = "text/plain";
+};
+
 /// The routing table.
 /// @par Thread safety
 /// Add routes before server::start(); after that the table is only read.
@@ -42,12 +52,18 @@ public:
     struct route_view {
         http::verb method;
         std::string_view pattern;
+        const route_doc& doc; ///< empty summary if never described
+        bool stream;          ///< a stream route
     };
 
     /// Adds a route. Throws std::invalid_argument for a malformed pattern or a duplicate.
     router& add(http::verb method, std::string_view pattern, handler h);
     /// Adds a stream route: its handler sees the body as it arrives (see stream_handler).
     router& add_stream(http::verb method, std::string_view pattern, stream_factory f);
+    /// Describes the route added last, for GET /openapi.json:
+    ///     r.get("/greet/{name}", greet).describe({.summary = "Greets NAME"});
+    /// Throws std::logic_error if no route has been added.
+    router& describe(route_doc doc);
     /// Shorthand for add(GET, ...).
     router& get(std::string_view pattern, handler h) {
         return add(http::verb::get, pattern, std::move(h));
@@ -66,7 +82,10 @@ public:
     /// The number of routes.
     std::size_t size() const noexcept { return routes_.size(); }
     /// Route i, in the order added (0 <= i < size()).
-    route_view at(std::size_t i) const { return {routes_.at(i).method, routes_.at(i).pattern}; }
+    route_view at(std::size_t i) const {
+        const auto& r = routes_.at(i);
+        return {r.method, r.pattern, r.doc, static_cast<bool>(r.stream)};
+    }
 
 private:
     struct segment {
@@ -79,6 +98,7 @@ private:
         std::vector<segment> segments;
         handler fn;
         stream_factory stream;
+        route_doc doc;
     };
     router& add_route(http::verb method, std::string_view pattern, handler h, stream_factory f);
 
