@@ -7,10 +7,20 @@
 
 #include <doctest/doctest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cstdio>
 #include <filesystem>
+#include <optional>
+#include <regex>
+#include <thread>
+#include <vector>
 
 using namespace udshttp;
 using namespace udshttp::test;
@@ -18,6 +28,139 @@ using namespace udshttp::test;
 #ifdef UDSHTTP_TEST_EXAMPLES
 
 TEST_SUITE("e2e") {
+
+    TEST_CASE("example echo_servers: TCP - Unix - UDP - Unix datagram with socat and nc and 100 "
+              "clients each") {
+        temp_dir dir;
+        const auto stream_path = dir.file("echo.sock");
+        const auto dgram_path = dir.file("echo-dgram.sock");
+        std::optional<child> server;
+        server.emplace(
+            std::vector<std::string>{std::string(UDSHTTP_TEST_EXAMPLES) + "/echo_servers", "--tcp",
+                                     "127.0.0.1:0", "--unix", stream_path, "--udp", "127.0.0.1:0",
+                                     "--unix-dgram", dgram_path},
+            dir);
+        REQUIRE_MESSAGE(server->wait_for_output("unix-dgram echo on"), server->err());
+        std::smatch m;
+        const auto out = server->out();
+        REQUIRE(std::regex_search(out, m, std::regex("tcp echo on 127.0.0.1:(\\d+)")));
+        const auto tcp_port = static_cast<std::uint16_t>(std::stoi(m[1]));
+        REQUIRE(std::regex_search(out, m, std::regex("udp echo on 127.0.0.1:(\\d+)")));
+        const auto udp_port = static_cast<std::uint16_t>(std::stoi(m[1]));
+
+        // Tools nobody here wrote.
+        if (require_peer("socat", "socat") && require_peer("nc", "netcat-openbsd")) {
+            write_file(dir.file("in.txt"), "hello, echo\n");
+            const auto tool = [&](std::vector<std::string> argv) {
+                return run(std::move(argv), dir,
+                           {.uid = {}, .env = {}, .stdin_file = dir.file("in.txt")})
+                    .out;
+            };
+            const auto tcp = "127.0.0.1:" + std::to_string(tcp_port);
+            const auto udp = "127.0.0.1:" + std::to_string(udp_port);
+            CHECK(tool({"socat", "-", "TCP:" + tcp}) == "hello, echo\n");
+            CHECK(tool({"socat", "-", "UNIX-CONNECT:" + stream_path}) == "hello, echo\n");
+            CHECK(tool({"socat", "-t1", "-", "UDP:" + udp}) == "hello, echo\n");
+            CHECK(tool({"socat", "-t1", "-",
+                        "UNIX-SENDTO:" + dgram_path + ",bind=" + dir.file("me.sock")}) ==
+                  "hello, echo\n");
+            CHECK(tool({"nc", "-N", "127.0.0.1", std::to_string(tcp_port)}) == "hello, echo\n");
+            CHECK(tool({"nc", "-N", "-U", stream_path}) == "hello, echo\n");
+        }
+
+        // 100 clients at once on each endpoint, 20 messages each, every byte checked.
+        const auto clients = [&](auto&& one) {
+            std::atomic<int> good{0};
+            std::vector<std::thread> threads;
+            for (int i = 0; i < 100; ++i)
+                threads.emplace_back([&, i] { good += one(i) ? 1 : 0; });
+            for (auto& t : threads)
+                t.join();
+            return good.load();
+        };
+        const auto converse = [](int fd, int i, bool datagram) {
+            timeval tv{.tv_sec = 5, .tv_usec = 0};
+            ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+            for (int j = 0; j < 20; ++j) {
+                const auto msg = "client " + std::to_string(i) + " message " + std::to_string(j);
+                if (::send(fd, msg.data(), msg.size(), MSG_NOSIGNAL) !=
+                    static_cast<ssize_t>(msg.size()))
+                    return false;
+                std::string back;
+                while (back.size() < msg.size()) {
+                    char buf[256];
+                    const auto n = ::recv(fd, buf, sizeof buf, 0);
+                    if (n <= 0)
+                        return false;
+                    back.append(buf, static_cast<std::size_t>(n));
+                    if (datagram)
+                        break; // one datagram is one whole answer
+                }
+                if (back != msg)
+                    return false;
+            }
+            return true;
+        };
+        const auto connected = [](int type, const sockaddr* addr, socklen_t len,
+                                  const sockaddr* bind_to = nullptr, socklen_t bind_len = 0) {
+            const int fd = ::socket(addr->sa_family, type | SOCK_CLOEXEC, 0);
+            if (fd >= 0 && bind_to && ::bind(fd, bind_to, bind_len) != 0) {
+                ::close(fd);
+                return -1;
+            }
+            if (fd >= 0 && ::connect(fd, addr, len) != 0) {
+                ::close(fd);
+                return -1;
+            }
+            return fd;
+        };
+        const auto inet = [](std::uint16_t port) {
+            sockaddr_in a{};
+            a.sin_family = AF_INET;
+            a.sin_port = htons(port);
+            a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            return a;
+        };
+        const auto local = [](const std::string& path) {
+            sockaddr_un a{};
+            a.sun_family = AF_UNIX;
+            std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
+            return a;
+        };
+        const auto run_client = [&](int type, auto addr, bool datagram, std::string bind_path,
+                                    int i) {
+            int fd;
+            if (bind_path.empty()) {
+                fd = connected(type, reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
+            } else {
+                const auto me = local(bind_path);
+                fd = connected(type, reinterpret_cast<const sockaddr*>(&addr), sizeof addr,
+                               reinterpret_cast<const sockaddr*>(&me), sizeof me);
+            }
+            if (fd < 0)
+                return false;
+            const bool ok = converse(fd, i, datagram);
+            ::close(fd);
+            return ok;
+        };
+        CHECK(clients([&](int i) {
+                  return run_client(SOCK_STREAM, inet(tcp_port), false, "", i);
+              }) == 100);
+        CHECK(clients([&](int i) {
+                  return run_client(SOCK_STREAM, local(stream_path), false, "", i);
+              }) == 100);
+        CHECK(clients([&](int i) { return run_client(SOCK_DGRAM, inet(udp_port), true, "", i); }) ==
+              100);
+        CHECK(clients([&](int i) {
+                  return run_client(SOCK_DGRAM, local(dgram_path), true,
+                                    dir.file("c" + std::to_string(i) + ".sock"), i);
+              }) == 100);
+
+        server->signal(SIGTERM);
+        CHECK(server->wait(10s) == 0);
+        CHECK_FALSE(std::filesystem::exists(stream_path)); // its socket files are removed
+        CHECK_FALSE(std::filesystem::exists(dgram_path));
+    }
 
     TEST_CASE("example embed_server: its own routes beside the built-in ones") {
         temp_dir dir;
