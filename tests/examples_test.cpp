@@ -162,6 +162,41 @@ TEST_SUITE("e2e") {
         CHECK_FALSE(std::filesystem::exists(dgram_path));
     }
 
+    TEST_CASE("examples/clients: Python aiohttp - http.client - Node - Go and curl call udshttpd") {
+        daemon_fixture d;
+        const std::string dir = std::string(UDSHTTP_TEST_EXAMPLES_SRC) + "/clients/";
+        const std::string expected = "hello: Hello Anonymous\njson: Hello Ada L\necho: ping\n"
+                                     "error: 404 not_found\n";
+        struct client_program {
+            std::string name;
+            std::vector<std::string> argv;
+            bool available;
+        };
+        const std::vector<client_program> programs{
+            {"aiohttp",
+             {"/usr/bin/python3", dir + "python_aiohttp.py"},
+             require_python_module("aiohttp", "python3-aiohttp")},
+            {"http.client", {"/usr/bin/python3", dir + "python_http_client.py"}, true},
+            {"node", {"node", dir + "node_client.js"}, require_peer("node", "nodejs")},
+            {"go", {"go", "run", dir + "go_client.go"}, require_peer("go", "golang-go")},
+            {"curl", {"sh", dir + "curl.sh"}, require_peer("curl", "curl")},
+        };
+        for (const auto& p : programs) {
+            if (!p.available)
+                continue;
+            auto argv = p.argv;
+            argv.push_back(d.socket_path());
+            // Go builds into a cache of its own, inside the test's directory.
+            auto r = run(argv, d.dir,
+                         {.uid = {},
+                          .env = {"GOCACHE=" + d.dir.file("gocache"),
+                                  "GOPATH=" + d.dir.file("gopath"), "GOFLAGS=-modcacherw"}},
+                         100s);
+            CHECK_MESSAGE(r.code == 0, p.name << ": " << r.err);
+            CHECK_MESSAGE(r.out == expected, p.name << " printed:\n" << r.out << r.err);
+        }
+    }
+
     TEST_CASE("example embed_server: its own routes beside the built-in ones") {
         temp_dir dir;
         const auto sock = dir.file("app.sock");
