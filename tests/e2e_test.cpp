@@ -56,6 +56,9 @@ TEST_SUITE("e2e") {
         CHECK(help.out.find("--listen ENDPOINT") != std::string::npos);
         auto version = run({udshttpd_path(), "--version"}, dir);
         CHECK(version.out == "udshttpd " UDSHTTP_VERSION_STRING "\n");
+        auto cli_version = run({udshttp_path(), "--version"}, dir);
+        CHECK(cli_version.code == 0);
+        CHECK(cli_version.out == "udshttp " UDSHTTP_VERSION_STRING "\n");
         auto bad = run({udshttpd_path(), "--frobnicate"}, dir);
         CHECK(bad.code == 2);
         CHECK(bad.err == "udshttpd: unknown option '--frobnicate' (see udshttpd --help)\n");
