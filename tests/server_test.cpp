@@ -430,7 +430,8 @@ TEST_SUITE("service") {
             "\r\n5\r\nhello\r\n0\r\n\r\n",
             "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nhello",
             "G\x01T / HTTP/1.1\r\n\r\n",
-            "GET /hello HTTP/1.1\r\n\r\n", // HTTP/1.1 needs Host (RFC 9112 3.2)
+            "GET /hello HTTP/1.1\nHost: x\n\n", // bare LF line endings (RFC 9112 2.2)
+            "GET /hello HTTP/1.1\r\n\r\n",      // HTTP/1.1 needs Host (RFC 9112 3.2)
             "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, "
             "chunked\r\n\r\n0\r\n\r\n",
             "\r\n\r\n\r\n\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n", // more blank lines than
