@@ -10,6 +10,8 @@
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
+#include <signal.h>
+
 #include <string>
 #include <thread>
 #include <vector>
@@ -73,6 +75,34 @@ TEST_SUITE("e2e") {
             run_bench(d.dir, {"-c", "4", "-p", "16", "-n", "4000", d.unix_url("/hello")});
         CHECK(pipelined.code == 0);
         CHECK(pipelined.report["requests"].get<std::uint64_t>() >= 4000);
+    }
+
+    TEST_CASE("udshttpd --threads 2 under load: every answer right - a clean exit") {
+        // Connections accepted on worker 0 and served on worker 1 are the cross-thread path;
+        // under ThreadSanitizer (scripts/dev's third pass) a race there aborts the daemon.
+        daemon_fixture d(true, {"--threads", "2"});
+        auto get = run_bench(d.dir, {"-c", "32", "-t", "2", "-d", "1s", d.unix_url("/hello")});
+        CHECK(get.code == 0);
+        CHECK(errors_of(get.report) == 0);
+        auto echo = run_bench(
+            d.dir, {"-c", "8", "-t", "2", "-b", "200KiB", "-d", "1s", d.tcp_url("/echo")});
+        CHECK(echo.code == 0);
+        CHECK(errors_of(echo.report) == 0);
+        auto big = run_bench(d.dir, {"-c", "4", "-b", "3MiB", "-d", "1s", d.unix_url("/echo")});
+        CHECK(big.code == 0);
+        CHECK(errors_of(big.report) == 0);
+        // A new connection per request: sockets closing on one worker while worker 0 accepts
+        // the next ones for it, the churn that reuses the reactor's descriptor states.
+        for (const auto& url : {d.unix_url("/hello"), d.tcp_url("/hello")}) {
+            auto churn = run_bench(
+                d.dir, {"-c", "16", "-t", "2", "-d", "1s", "-H", "Connection: close", url});
+            CHECK(churn.code == 0);
+            CHECK(errors_of(churn.report) == 0);
+            CHECK(churn.report["reconnects"].get<std::uint64_t>() > 100);
+        }
+        d.proc->signal(SIGTERM);
+        CHECK(d.proc->wait(30s) == 0);
+        CHECK(d.proc->err().find("ThreadSanitizer") == std::string::npos);
     }
 
     TEST_CASE("udshttp-bench: wrong answers are counted and fail the run") {

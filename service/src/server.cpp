@@ -67,7 +67,8 @@ void server::start() {
         detail::add_builtin_routes(state);
 
     for (unsigned i = 0; i < state.options.threads; ++i)
-        state.workers.push_back(std::make_unique<detail::worker>(state.routes.size()));
+        state.workers.push_back(
+            std::make_unique<detail::worker>(state.routes.size(), state.options.threads == 1));
     try {
         for (const auto& where : state.options.listen)
             for (const auto& e : detail::expand_inherited(where))

@@ -202,7 +202,14 @@ private:
 };
 
 struct worker {
-    explicit worker(std::size_t routes) : stats(routes) {}
+    // `alone`: this is the only worker. Then everything - accepting included - happens on its
+    // thread, and the reactor's per-descriptor locks can go (BOOST_ASIO_CONCURRENCY_HINT_
+    // UNSAFE_IO: two mutex round trips less per I/O operation). With several workers the
+    // acceptor on worker 0 registers new sockets in the other workers' reactors, whose
+    // descriptor states are pooled and reused, so those locks are what orders a reused state's
+    // old reader before its new writer: ThreadSanitizer shows the race without them.
+    worker(std::size_t routes, bool alone)
+        : stats(routes), ctx(alone ? BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO : 1) {}
 
     // Declared before ctx so it outlives the coroutine frames ctx destroys on shutdown.
     connection_registry connections;
@@ -213,11 +220,7 @@ struct worker {
     // in fresh pages each time.
     std::vector<std::string> spare_buffers;
     static constexpr std::size_t max_spare_buffers = 4;
-    // One thread runs this context, and a socket is only ever used from its worker's thread
-    // (the acceptor registers a new socket with its worker's reactor, which keeps its
-    // registration lock, then hands it over by co_spawn), so the reactor's per-descriptor
-    // locks are dropped: two mutex round trips less per I/O operation.
-    asio::io_context ctx{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
+    asio::io_context ctx;
     std::thread thread;
 };
 
