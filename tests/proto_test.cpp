@@ -155,17 +155,14 @@ TEST_SUITE("proto") {
     }
 
     TEST_CASE("URL: malformed input is an error naming the URL") {
-        const char* bad[] = {"",
-                             "hello",
-                             "/just/a/path",
-                             "http+unix:///x",
-                             "http+unix://%2Fa:80/x",
-                             "http+unix://%zz/x",
-                             "http://user@host/x",
-                             "http://host:0/x",
-                             "http://host:99999/",
-                             "http+unix://[::1]/x",
-                             "http:x",
+        const char* bad[] = {"", "hello", "/just/a/path", "http+unix:///x", "http+unix://%2Fa:80/x",
+                             "http+unix://%zz/x", "http://user@host/x", "http://host:0/x",
+                             "http://host:99999/", "http+unix://[::1]/x", "http:x",
+                             // Found by fuzz/fuzz_url: Boost.URL 1.81 read this as port 8 and
+                             // the path "e0t/x", which does not start with '/'.
+                             "http://localhos:8e0t/x",
+                             "http://local%20host/", // a decoded space: not a host name (fuzz_url)
+                             "http+unix://%2Fa.sock:x/y",
                              "http+unix://%2F"
                              "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
                              "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/x"};

@@ -3,6 +3,8 @@
 #include <boost/url/parse.hpp>
 #include <boost/url/url_view.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 
 namespace udshttp::proto {
@@ -79,6 +81,13 @@ result<url> parse_http_url(std::string_view text, const boost::urls::url_view& u
         auto decoded = percent_decode(u.encoded_host());
         if (!decoded || decoded->empty())
             return invalid(text, "the host is missing");
+        // A DNS name: letters, digits, '-', '.' (and '_', which resolvers accept). Anything
+        // else, once decoded ("%20"), could not be printed back as a URL (found by fuzz_url).
+        const auto name_char = [](char c) {
+            return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_';
+        };
+        if (!std::all_of(decoded->begin(), decoded->end(), name_char))
+            return invalid(text, "host '" + *decoded + "' is not a host name");
         host = std::move(*decoded);
         break;
     }
@@ -104,6 +113,10 @@ result<url> url::parse(std::string_view text) {
         return invalid(text, "expected scheme://authority/path");
     if (u.has_userinfo())
         return invalid(text, "user information (user@) is not supported");
+    // RFC 3986 3.3: after an authority the path is empty or starts with '/'. Boost.URL 1.81
+    // accepts "http://host:8e0t/x" as port 8 and path "e0t/x" (found by fuzz/fuzz_url).
+    if (const auto path = u.encoded_path(); !path.empty() && path.front() != '/')
+        return invalid(text, "the authority must end at ':port' or '/' (bad port or host?)");
     const auto scheme = u.scheme();
     if (scheme == "http+unix" || scheme == "unix")
         return parse_unix_url(text, u);
