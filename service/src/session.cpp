@@ -582,8 +582,12 @@ awaitable<> session::run() {
         }
 
         // The body: the idle deadline applies to each pause, not to the whole upload.
-        if (!parser.is_done())
-            buffer_.reserve(body_buffer_bytes);
+        // Room for what the body still needs, up to 64 KiB a read: a small body that came with
+        // its head needs none, so it costs no allocation here (and no shrink when idle).
+        if (const auto left = parser.content_length_remaining().value_or(body_buffer_bytes);
+            !parser.is_done() && left > buffer_.size())
+            buffer_.reserve(buffer_.size() + static_cast<std::size_t>(std::min<std::uint64_t>(
+                                                 left - buffer_.size(), body_buffer_bytes)));
         bool body_failed = false;
         while (!parser.is_done()) {
             slot_.arm(opt_.idle_timeout);
