@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <functional>
 #include <thread>
 
 using namespace udshttp;
@@ -42,32 +43,25 @@ std::string unix_url(const std::string& path, const std::string& target) {
     return proto::make_url(proto::endpoint::unix_path(path), target);
 }
 
-// A server that answers every request with "ok" and keep-alive, except the second request it
-// receives, on whose connection it closes without a word: the race in which a server closes
-// an idle connection just as the client reuses it.
-class closes_second_request {
+// A listening Unix socket served by one thread: `serve` gets each accepted connection and
+// closes it. The destructor shuts the listener, which ends accept(), and joins.
+class thread_server {
 public:
-    explicit closes_second_request(const std::string& path) {
+    thread_server(const std::string& path, std::function<void(int)> serve) {
         fd_ = bind_unix_socket(path, 4);
-        thread_ = std::thread([this] {
-            int served = 0;
+        thread_ = std::thread([this, serve = std::move(serve)] {
             for (;;) {
                 const int conn = ::accept(fd_, nullptr, nullptr);
                 if (conn < 0)
                     return;
-                char buf[4096];
-                while (::recv(conn, buf, sizeof buf, 0) > 0) {
-                    if (++served == 2)
-                        break;
-                    static constexpr std::string_view ok =
-                        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
-                    [[maybe_unused]] auto n = ::send(conn, ok.data(), ok.size(), MSG_NOSIGNAL);
-                }
+                serve(conn);
                 ::close(conn);
             }
         });
     }
-    ~closes_second_request() {
+    thread_server(const thread_server&) = delete; // the thread holds `this`; returned by elision
+    thread_server& operator=(const thread_server&) = delete;
+    ~thread_server() {
         ::shutdown(fd_, SHUT_RDWR);
         ::close(fd_);
         thread_.join();
@@ -78,6 +72,43 @@ private:
     std::thread thread_;
 };
 
+// A server that answers every request with "ok" and keep-alive, except the second request it
+// receives, on whose connection it closes without a word: the race in which a server closes
+// an idle connection just as the client reuses it.
+thread_server closes_second_request(const std::string& path) {
+    return thread_server(path, [served = 0](int conn) mutable {
+        char buf[4096];
+        while (::recv(conn, buf, sizeof buf, 0) > 0) {
+            if (++served == 2)
+                break;
+            static constexpr std::string_view ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+            [[maybe_unused]] auto n = ::send(conn, ok.data(), ok.size(), MSG_NOSIGNAL);
+        }
+    });
+}
+
+// A server that answers each connection's first read with fixed bytes, holds it open for
+// `hold` (the client is still reading), runs `during_hold`, then closes.
+thread_server canned_server(const std::string& path, std::string reply,
+                            std::chrono::milliseconds hold = std::chrono::milliseconds(0),
+                            std::function<void()> during_hold = {}) {
+    return thread_server(path, [reply = std::move(reply), hold, during_hold](int conn) {
+        char buf[4096];
+        [[maybe_unused]] auto got = ::recv(conn, buf, sizeof buf, 0);
+        [[maybe_unused]] auto n = ::send(conn, reply.data(), reply.size(), MSG_NOSIGNAL);
+        std::this_thread::sleep_for(hold);
+        if (during_hold)
+            during_hold();
+    });
+}
+
+// This process's resident set now, from /proc/self/status (VmRSS, in KiB).
+std::size_t resident_kib() {
+    const auto status = read_file("/proc/self/status");
+    const auto at = status.find("VmRSS:");
+    return at == std::string::npos ? 0 : std::stoull(status.substr(at + 6));
+}
+
 } // namespace
 
 TEST_SUITE("client") {
@@ -86,7 +117,7 @@ TEST_SUITE("client") {
         temp_dir dir;
         {
             const auto path = dir.file("get.sock");
-            closes_second_request server(path);
+            auto server = closes_second_request(path);
             client::client c;
             REQUIRE(c.get(unix_url(path, "/a")));
             auto second = c.get(unix_url(path, "/b"));
@@ -96,7 +127,7 @@ TEST_SUITE("client") {
         }
         {
             const auto path = dir.file("post.sock");
-            closes_second_request server(path);
+            auto server = closes_second_request(path);
             client::client c;
             // (Empty bodies: this server counts one recv() as one request.)
             REQUIRE(c.post(unix_url(path, "/a"), ""));
@@ -280,6 +311,35 @@ TEST_SUITE("client") {
         auto r = c.get(unix_url(dir.file("x.sock"), "/"));
         CHECK_THROWS_WITH_AS(r.value(), doctest::Contains("is the server running?"),
                              boost::system::system_error);
+    }
+
+    TEST_CASE("a status code below 100 is a malformed response (found by fuzz_response)") {
+        temp_dir dir;
+        const auto path = dir.file("s.sock");
+        auto server = canned_server(path, "HTTP/1.1 000 Zero\r\nContent-Length: 0\r\n\r\n");
+        client::client c;
+        auto r = c.get(unix_url(path, "/"));
+        REQUIRE_FALSE(r);
+        CHECK(r.error().code == make_error_code(errc::protocol_error));
+        CHECK(r.error().message.find("malformed response: bad status") != std::string::npos);
+    }
+
+    TEST_CASE("a huge Content-Length that never arrives costs only what was sent") {
+        temp_dir dir;
+        const auto path = dir.file("s.sock");
+        // 900 MB announced (under the default 1 GiB limit), 5 bytes sent, then a wait during
+        // which this process's resident set is measured, then close.
+        const auto before = resident_kib();
+        std::size_t during = 0;
+        auto server =
+            canned_server(path, "HTTP/1.1 200 OK\r\nContent-Length: 900000000\r\n\r\nhello",
+                          std::chrono::milliseconds(300), [&] { during = resident_kib(); });
+        client::client c;
+        auto r = c.get(unix_url(path, "/"));
+        REQUIRE_FALSE(r);
+        CHECK(r.error().code == make_error_code(errc::connection_closed));
+        INFO("resident before " << before << " KiB - while reading " << during << " KiB");
+        CHECK(during < before + 64 * 1024); // not 900 MB reserved up front
     }
 
 } // TEST_SUITE

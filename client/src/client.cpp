@@ -370,6 +370,10 @@ awaitable<> core::read_response(connection& c, const request& req, const downloa
     } while (p->get().result_int() / 100 == 1 && p->get().result_int() != 101);
 
     auto& m = p->get();
+    if (m.result_int() < 100) { // Beast takes any three digits; RFC 9110 codes start at 100
+        x.read_ec = http::error::bad_status;
+        co_return;
+    }
     x.out.status = m.result_int();
     x.out.reason = std::string(m.reason());
     x.out.version = m.version();
@@ -389,11 +393,16 @@ awaitable<> core::read_response(connection& c, const request& req, const downloa
     std::vector<char> scratch;
     while (!p->is_done()) {
         // Into the string directly when the length is known and the body stays in memory;
-        // otherwise through a 64 KiB buffer.
+        // otherwise through a 64 KiB buffer. The string grows as bytes arrive (doubling, from
+        // 64 KiB), so a Content-Length the server never delivers costs no more than it sent.
         char* into = nullptr;
         std::size_t room = 0;
         if (!to_sink && x.prog.receive_total) {
-            x.out.body.resize(static_cast<std::size_t>(*x.prog.receive_total));
+            const auto total = static_cast<std::size_t>(*x.prog.receive_total);
+            const auto received = static_cast<std::size_t>(x.prog.received);
+            if (received == x.out.body.size())
+                x.out.body.resize(
+                    std::min(total, received + std::max<std::size_t>(received, 64 * 1024)));
             into = x.out.body.data() + x.prog.received;
             room = x.out.body.size() - x.prog.received;
         } else {
