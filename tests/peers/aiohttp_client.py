@@ -10,16 +10,11 @@ import sys
 
 import aiohttp
 
+import checklist
 
-async def main(path: str) -> int:
-    checks = 0
 
-    def expect(cond: bool, what: str) -> None:
-        nonlocal checks
-        if not cond:
-            raise AssertionError(what)
-        checks += 1
-
+async def main(path: str, checks: checklist.Checklist) -> None:
+    expect = checks.expect
     connector = aiohttp.UnixConnector(path=path, limit=4)
     async with aiohttp.ClientSession(connector=connector) as session:
         async with session.get("http://localhost/hello") as r:
@@ -64,13 +59,6 @@ async def main(path: str) -> int:
         results = await asyncio.gather(*(one(i) for i in range(200)))
         expect(results == [f"Hello {i}" for i in range(200)], "200 concurrent hellos")
 
-    print(f"aiohttp: {checks} checks passed")
-    return 0
-
 
 if __name__ == "__main__":
-    try:
-        sys.exit(asyncio.run(main(sys.argv[1])))
-    except AssertionError as e:
-        print(f"aiohttp: check failed: {e}")
-        sys.exit(1)
+    checklist.finish("aiohttp", lambda checks: asyncio.run(main(sys.argv[1], checks)))
