@@ -155,6 +155,7 @@ struct exchange {
     bool write_done = false;
     bool read_done = false;
     bool keep_alive = false;
+    bool read_abandoned = false; // stopped after the request could not be sent (send_request)
 
     void tell() const {
         if (report && *report)
@@ -223,6 +224,8 @@ private:
                                               deadlines limits);
     static awaitable<> write_request(connection& c, http::request<http::buffer_body>& msg,
                                      const request& req, exchange& x);
+    static awaitable<> send_request(connection& c, http::request<http::buffer_body>& msg,
+                                    const request& req, exchange& x);
     awaitable<> read_response(connection& c, const request& req, const download* dl, exchange& x);
 };
 
@@ -350,6 +353,33 @@ awaitable<> core::write_request(connection& c, http::request<http::buffer_body>&
     auto [ec, written] = co_await http::async_write(c.socket, sr); // the last chunk, if any
     x.write_ec = ec;
     x.write_done = !ec;
+}
+
+// The request, then, if it could not be sent whole, a bound on the wait for its answer. An
+// answer may still come (a server's early 413, already in our receive buffer when its close
+// made our write fail), so the reader keeps going while bytes arrive; after 1 s without any
+// it is stopped. Without this a failed write whose connection stayed open left the reader
+// waiting for the request deadline (found by the fault-injection test).
+awaitable<> core::send_request(connection& c, http::request<http::buffer_body>& msg,
+                               const request& req, exchange& x) {
+    co_await write_request(c, msg, req, x);
+    if (!x.write_ec)
+        co_return;
+    use_tuple::as_default_on_t<timer_type> grace(c.socket.get_executor());
+    std::size_t seen = x.read_bytes;
+    for (int quiet = 0; quiet < 4 && !x.read_done && !x.read_ec;) {
+        grace.expires_after(std::chrono::milliseconds(250));
+        auto [ec] = co_await grace.async_wait();
+        if (ec)
+            co_return;
+        quiet = x.read_bytes == seen ? quiet + 1 : 0;
+        seen = x.read_bytes;
+    }
+    if (!x.read_done && !x.read_ec) {
+        x.read_abandoned = true;
+        boost::system::error_code ignored;
+        c.socket.cancel(ignored);
+    }
 }
 
 awaitable<> core::read_response(connection& c, const request& req, const download* dl,
@@ -509,7 +539,7 @@ awaitable<result<response>> core::perform(const request& req, const download* dl
         exchange x;
         x.prog.send_total = req.source ? req.source_length : std::optional(req.body.size());
         x.report = dl ? &dl->progress : nullptr;
-        co_await (write_request(*c, msg, req, x) && read_response(*c, req, dl, x));
+        co_await (send_request(*c, msg, req, x) && read_response(*c, req, dl, x));
 
         if (x.read_done) {
             wd.cancel();
@@ -525,7 +555,7 @@ awaitable<result<response>> core::perform(const request& req, const download* dl
             co_return error{x.callback_error->code, what + ": " + x.callback_error->message};
         // A pooled connection the server closed in the meantime fails on first use, before
         // the server said anything; an idempotent request then goes once more on a fresh one.
-        const auto& ec = x.read_ec ? x.read_ec : x.write_ec;
+        const auto& ec = x.read_ec && !x.read_abandoned ? x.read_ec : x.write_ec;
         const bool closed = ec == http::error::end_of_stream || ec == asio::error::eof ||
                             ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
                             ec == http::error::partial_message;
@@ -542,7 +572,7 @@ awaitable<result<response>> core::perform(const request& req, const download* dl
         if (x.read_ec &&
             x.read_ec.category() == http::make_error_code(http::error::bad_method).category())
             co_return failure(errc::protocol_error, "malformed response: " + x.read_ec.message());
-        if (x.read_ec)
+        if (x.read_ec && !x.read_abandoned)
             co_return failure(errc::io_error,
                               "reading the response failed: " + x.read_ec.message());
         co_return failure(errc::io_error, "sending the request failed: " + x.write_ec.message());
