@@ -19,6 +19,7 @@
 #include <cstring>
 #include <deque>
 #include <string>
+#include <type_traits>
 
 namespace udshttp::test::fault {
 namespace {
@@ -95,6 +96,38 @@ msghdr one_byte(const msghdr& msg, iovec& first) {
     return m;
 }
 
+// recv and send: the real call, failed or cut to one byte when it is the Nth.
+template <class Real, class Buffer>
+ssize_t transfer(Real real, int fd, Buffer buf, size_t len, int flags) {
+    switch (decide_fd(fd)) {
+    case fail_error:
+        errno = ECONNRESET;
+        return -1;
+    case fail_short:
+        len = std::min<size_t>(len, 1);
+        break;
+    }
+    return real(fd, buf, len, flags);
+}
+
+// recvmsg and sendmsg, the same way.
+template <class Real, class Msg> ssize_t transfer_msg(Real real, int fd, Msg* msg, int flags) {
+    switch (decide_fd(fd)) {
+    case fail_error:
+        errno = ECONNRESET;
+        return -1;
+    case fail_short: {
+        iovec first{};
+        auto m = one_byte(*msg, first);
+        const auto n = real(fd, &m, flags);
+        if constexpr (!std::is_const_v<Msg>)
+            msg->msg_flags = m.msg_flags;
+        return n;
+    }
+    }
+    return real(fd, msg, flags);
+}
+
 } // namespace
 
 void arm(const std::string& socket_path, side s, mode m, long nth) {
@@ -128,60 +161,22 @@ extern "C" {
 
 ssize_t recv(int fd, void* buf, size_t len, int flags) {
     static const auto real = next<ssize_t (*)(int, void*, size_t, int)>("recv");
-    switch (decide_fd(fd)) {
-    case fail_error:
-        errno = ECONNRESET;
-        return -1;
-    case fail_short:
-        len = std::min<size_t>(len, 1);
-        break;
-    }
-    return real(fd, buf, len, flags);
+    return transfer(real, fd, buf, len, flags);
 }
 
 ssize_t send(int fd, const void* buf, size_t len, int flags) {
     static const auto real = next<ssize_t (*)(int, const void*, size_t, int)>("send");
-    switch (decide_fd(fd)) {
-    case fail_error:
-        errno = ECONNRESET;
-        return -1;
-    case fail_short:
-        len = std::min<size_t>(len, 1);
-        break;
-    }
-    return real(fd, buf, len, flags);
+    return transfer(real, fd, buf, len, flags);
 }
 
 ssize_t recvmsg(int fd, msghdr* msg, int flags) {
     static const auto real = next<ssize_t (*)(int, msghdr*, int)>("recvmsg");
-    switch (decide_fd(fd)) {
-    case fail_error:
-        errno = ECONNRESET;
-        return -1;
-    case fail_short: {
-        iovec first{};
-        auto m = one_byte(*msg, first);
-        const auto n = real(fd, &m, flags);
-        msg->msg_flags = m.msg_flags;
-        return n;
-    }
-    }
-    return real(fd, msg, flags);
+    return transfer_msg(real, fd, msg, flags);
 }
 
 ssize_t sendmsg(int fd, const msghdr* msg, int flags) {
     static const auto real = next<ssize_t (*)(int, const msghdr*, int)>("sendmsg");
-    switch (decide_fd(fd)) {
-    case fail_error:
-        errno = ECONNRESET;
-        return -1;
-    case fail_short: {
-        iovec first{};
-        const auto m = one_byte(*msg, first);
-        return real(fd, &m, flags);
-    }
-    }
-    return real(fd, msg, flags);
+    return transfer_msg(real, fd, msg, flags);
 }
 
 // Out of descriptors: the listener must back off and keep accepting.
