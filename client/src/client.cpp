@@ -540,6 +540,8 @@ awaitable<result<response>> core::perform(const request& req, const download* dl
         x.prog.send_total = req.source ? req.source_length : std::optional(req.body.size());
         x.report = dl ? &dl->progress : nullptr;
         co_await (send_request(*c, msg, req, x) && read_response(*c, req, dl, x));
+        if (x.read_abandoned)
+            x.read_ec = {}; // its cancellation says nothing; the write's error is the story
 
         if (x.read_done) {
             wd.cancel();
@@ -555,7 +557,7 @@ awaitable<result<response>> core::perform(const request& req, const download* dl
             co_return error{x.callback_error->code, what + ": " + x.callback_error->message};
         // A pooled connection the server closed in the meantime fails on first use, before
         // the server said anything; an idempotent request then goes once more on a fresh one.
-        const auto& ec = x.read_ec && !x.read_abandoned ? x.read_ec : x.write_ec;
+        const auto& ec = x.read_ec ? x.read_ec : x.write_ec;
         const bool closed = ec == http::error::end_of_stream || ec == asio::error::eof ||
                             ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
                             ec == http::error::partial_message;
@@ -572,7 +574,7 @@ awaitable<result<response>> core::perform(const request& req, const download* dl
         if (x.read_ec &&
             x.read_ec.category() == http::make_error_code(http::error::bad_method).category())
             co_return failure(errc::protocol_error, "malformed response: " + x.read_ec.message());
-        if (x.read_ec && !x.read_abandoned)
+        if (x.read_ec)
             co_return failure(errc::io_error,
                               "reading the response failed: " + x.read_ec.message());
         co_return failure(errc::io_error, "sending the request failed: " + x.write_ec.message());
