@@ -64,17 +64,30 @@ void start_server() {
 
 // Every answer starts with a status line "HTTP/1.x ddd " (the server answers an HTTP/1.0
 // request in kind). Only the first is checked strictly; pipelined ones follow bodies.
-void check_output(std::string_view out) {
-    if (out.empty())
-        return; // closed without answering (nothing complete arrived)
+void check_status_line(std::string_view out, std::string_view all) {
     if (out.size() < 13 || (out.substr(0, 9) != "HTTP/1.1 " && out.substr(0, 9) != "HTTP/1.0 "))
-        fail("the answer does not start with an HTTP/1.x status line", out);
+        fail("the answer does not start with an HTTP/1.x status line", all);
     for (std::size_t i = 9; i < 12; ++i)
         if (out[i] < '0' || out[i] > '9')
-            fail("the status code is not three digits", out);
+            fail("the status code is not three digits", all);
     if (out[9] < '1' || out[9] > '5' || out[12] != ' ')
-        fail("the status code is out of range", out);
-    if (out.find("\r\nServer: udshttp/") == std::string_view::npos)
+        fail("the status code is out of range", all);
+}
+
+// An interim "100 Continue" may come first and carries only its status line; if the body it
+// invited then never came whole, nothing follows it. A final answer names the server.
+void check_output(std::string_view out) {
+    std::string_view rest = out;
+    while (!rest.empty()) {
+        check_status_line(rest, out);
+        if (rest[9] != '1')
+            break;
+        const auto end = rest.find("\r\n\r\n");
+        if (end == std::string_view::npos)
+            fail("an interim answer without the end of its head", out);
+        rest.remove_prefix(end + 4);
+    }
+    if (!rest.empty() && rest.find("\r\nServer: udshttp/") == std::string_view::npos)
         fail("the answer has no Server field", out);
 }
 
