@@ -485,6 +485,52 @@ TEST_SUITE("service") {
         CHECK(at_limit->status == 200);
     }
 
+    TEST_CASE_TEMPLATE(
+        "lingering close: a refused upload is read to its end - a trickle is cut off", T,
+        BOTH_TRANSPORTS) {
+        transport_fixture<T> srv({.max_body_bytes = 1000});
+        const std::string head =
+            "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 8388608\r\n\r\n";
+
+        // The whole 8 MiB body arrives in five pieces with pauses shorter than the quiet
+        // window but longer than it in all: every write succeeds and the 413 is read after
+        // them. Closing with the body unread would fail a write with EPIPE or a reset.
+        {
+            raw_socket s(srv.endpoint());
+            REQUIRE(s.send(head));
+            for (int i = 0; i < 5; ++i) {
+                CAPTURE(i);
+                REQUIRE(s.send(std::string(i < 4 ? 2 << 20 : 0, 'x')));
+                std::this_thread::sleep_for(std::chrono::milliseconds(150));
+            }
+            s.shutdown_write();
+            const auto raw = s.read_all();
+            CHECK(status_line(raw) == "HTTP/1.1 413 Content Too Large");
+        }
+
+        // A peer that keeps trickling bytes after the 413 is closed once the lingering time
+        // is up (5 s); without that bound it would hold the connection for as long as it likes.
+        {
+            raw_socket s(srv.endpoint());
+            REQUIRE(s.send(head));
+            bool closed = false;
+            for (int i = 0; i < 150 && !closed; ++i) { // at most 15 s
+                std::this_thread::sleep_for(std::chrono::milliseconds(100));
+                closed = !s.send("x");
+            }
+            CHECK(closed);
+        }
+
+        // Stopping the server ends a lingering close at once, not after the lingering time.
+        raw_socket s(srv.endpoint());
+        REQUIRE(s.send(head + std::string(4096, 'x')));
+        char buf[256];
+        REQUIRE(::recv(s.fd(), buf, sizeof buf, 0) > 0); // the 413 has been sent: lingering now
+        const auto t0 = std::chrono::steady_clock::now();
+        srv.server().stop();
+        CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(3));
+    }
+
     TEST_CASE_TEMPLATE("Expect: 100-continue is answered before the body is read", T,
                        BOTH_TRANSPORTS) {
         transport_fixture<T> srv({.max_body_bytes = 100});

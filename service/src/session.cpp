@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <charconv>
 #include <deque>
 
@@ -130,18 +131,34 @@ private:
     worker& w_;
 };
 
-// After an error answer: stop sending, then read and drop what the peer still sends for a
-// moment, so that closing does not reset the connection (TCP) before the answer is read.
-awaitable<> lingering_close(socket_type& socket, connection_slot& slot) {
+// After an error answer: stop sending, then read and drop what the peer still sends, so that
+// closing does not throw the answer away. A socket closed with unread bytes fails the peer's
+// next write (EPIPE on a Unix socket, RST on TCP), and a client still uploading the body we
+// refused would report that send error instead of reading our 413. Shaped like nginx's
+// lingering_timeout and lingering_time: it ends at EOF, after `linger_quiet` without a byte,
+// after `linger_total` in all, once `linger_max_bytes` are dropped, or at once when the server
+// drains (the slot counts as idle, so the drain's wake-up cancels the read).
+constexpr auto linger_quiet = std::chrono::milliseconds(500);
+constexpr auto linger_total = std::chrono::seconds(5);
+constexpr std::size_t linger_max_bytes = 64u << 20;
+
+awaitable<> lingering_close(socket_type& socket, connection_slot& slot,
+                            const std::atomic<bool>& stopping) {
     boost::system::error_code ignored;
     socket.shutdown(asio::socket_base::shutdown_send, ignored);
+    const auto give_up = clock::now() + linger_total;
     slot.timed_out = false;
-    slot.arm(std::chrono::milliseconds(500));
-    std::array<char, 4096> sink;
-    for (int i = 0; i < 256; ++i) {
+    slot.idle = true;
+    std::array<char, 8192> sink;
+    for (std::size_t dropped = 0; dropped < linger_max_bytes;) {
+        // The check and the read start with no suspension between them (as in await_request).
+        if (stopping.load(std::memory_order_relaxed))
+            break;
+        slot.deadline = std::min(clock::now() + linger_quiet, give_up);
         auto [ec, n] = co_await socket.async_read_some(asio::buffer(sink));
         if (ec || slot.timed_out)
             break;
+        dropped += n;
     }
     socket.close(ignored);
 }
@@ -443,7 +460,7 @@ awaitable<> session::refuse(errc e, std::string message, const request_parser::v
            msg ? std::string_view(msg->target()) : "-", res, router::npos,
            msg ? msg->body().size() : 0, n, start);
     if (!ec)
-        co_await lingering_close(socket_, slot_);
+        co_await lingering_close(socket_, slot_, state_.stopping);
 }
 
 std::optional<std::pair<errc, std::string>>
