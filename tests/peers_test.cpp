@@ -22,13 +22,13 @@ using namespace udshttp::test;
 
 namespace {
 
-// udshttpd for the peer clients: a socket path and an abstract name, and a 256 KiB body limit
+// udshttpd for the peer clients: a socket path and an abstract name, and a 1 MiB body limit
 // so that every peer can also be shown a 413.
-constexpr std::size_t peer_body_limit = 256 * 1024;
+constexpr std::size_t peer_body_limit = 1 << 20;
 
 struct peer_daemon : daemon_fixture {
     peer_daemon()
-        : daemon_fixture(false, {"--listen", "@" + abstract_name(), "--max-body-bytes", "256KiB"}) {
+        : daemon_fixture(false, {"--listen", "@" + abstract_name(), "--max-body-bytes", "1MiB"}) {
         REQUIRE(proc->wait_for_output("@" + abstract_name()));
     }
     static std::string abstract_name() { return "udshttp-peers-" + std::to_string(::getpid()); }
@@ -81,7 +81,7 @@ TEST_SUITE("peers") {
         if (!require_peer("curl", "curl"))
             return;
         peer_daemon d;
-        const auto body = pattern(128 * 1024);
+        const auto body = pattern(256 * 1024);
         write_file(d.dir.file("body"), body);
         write_file(d.dir.file("big"), std::string(peer_body_limit + 1, 'x'));
         const std::vector<std::vector<std::string>> transports{

@@ -68,7 +68,7 @@ func main() {
 	_, body = call("GET", "/hello/Ada", nil, map[string]string{"Accept": "application/json"})
 	expect(string(body) == `{"message":"Hello Ada","name":"Ada"}`, "hello JSON %q", body)
 
-	payload := make([]byte, 128*1024)
+	payload := make([]byte, 256*1024)
 	for i := range payload {
 		payload[i] = byte(i)
 	}

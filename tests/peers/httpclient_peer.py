@@ -39,7 +39,7 @@ def main(path: str, body_limit: int, checks: checklist.Checklist) -> None:
     r, body = call("GET", "/hello/Ada", headers={"Accept": "application/json"})
     expect(json.loads(body) == {"message": "Hello Ada", "name": "Ada"}, f"hello JSON {body!r}")
 
-    payload = bytes(range(256)) * 512  # 128 KiB, every byte value
+    payload = bytes(range(256)) * 1024  # 256 KiB, every byte value
     r, body = call("POST", "/echo", payload, {"Content-Type": "application/x-peer"})
     expect(r.getheader("Content-Type") == "application/x-peer", "echo Content-Type")
     expect(body == payload, "echo bytes")

@@ -41,7 +41,7 @@ async function main() {
   expect(JSON.stringify(JSON.parse(r.body)) === '{"message":"Hello Ada","name":"Ada"}',
          `hello JSON ${r.body}`);
 
-  const payload = Buffer.alloc(128 * 1024);
+  const payload = Buffer.alloc(256 * 1024);
   for (let i = 0; i < payload.length; i++) payload[i] = i % 256;
   r = await call('POST', '/echo', {
     headers: { 'Content-Type': 'application/x-node', 'Content-Length': payload.length },
