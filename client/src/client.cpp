@@ -156,9 +156,10 @@ struct exchange {
     bool write_done = false;
     bool read_done = false;
     bool keep_alive = false;
-    bool read_abandoned = false;  // stopped after the request could not be sent (send_request)
-    bool read_over = false;       // read_response has returned, however it ended
-    grace_timer* grace = nullptr; // send_request's wait for an answer; the reader's end wakes it
+    bool read_abandoned = false; // stopped after the request could not be sent (send_request)
+    bool read_over = false;      // read_response has returned, however it ended
+    // send_request's wait for an answer after a failed write; the reader's end wakes it.
+    std::optional<grace_timer> grace;
 
     void tell() const {
         if (report && *report)
@@ -368,20 +369,16 @@ awaitable<> core::send_request(connection& c, http::request<http::buffer_body>& 
     co_await write_request(c, msg, req, x);
     if (!x.write_ec)
         co_return;
-    grace_timer grace(c.socket.get_executor());
-    x.grace = &grace;
+    auto& grace = x.grace.emplace(c.socket.get_executor());
     std::size_t seen = x.read_bytes;
     for (int quiet = 0; quiet < 4 && !x.read_over;) {
         grace.expires_after(std::chrono::milliseconds(250));
         auto [ec] = co_await grace.async_wait();
-        if (ec) { // the reader has finished (read_response cancels us)
-            x.grace = nullptr;
+        if (ec) // the reader has finished (read_response cancels us)
             co_return;
-        }
         quiet = x.read_bytes == seen ? quiet + 1 : 0;
         seen = x.read_bytes;
     }
-    x.grace = nullptr;
     if (!x.read_over) {
         x.read_abandoned = true;
         boost::system::error_code ignored;
