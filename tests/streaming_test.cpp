@@ -84,14 +84,6 @@ private:
     std::thread thread_;
 };
 
-std::size_t vm_hwm_kb(pid_t pid) {
-    const auto status = read_file("/proc/" + std::to_string(pid) + "/status");
-    std::smatch m;
-    if (!std::regex_search(status, m, std::regex(R"(VmHWM:\s+(\d+) kB)")))
-        return 0;
-    return std::stoul(m[1]);
-}
-
 } // namespace
 
 TEST_SUITE("client") {

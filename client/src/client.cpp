@@ -243,6 +243,15 @@ awaitable<result<connection_ptr>> core::connect(const proto::endpoint& where, wa
         wd.watch_total(c.get());
 
     boost::system::error_code ec;
+    // An endpoint built by hand (not parsed) may not fit sockaddr_un: Asio would throw.
+    if ((where.kind == proto::transport::unix_path &&
+         where.address.size() > proto::max_unix_path_length) ||
+        (where.kind == proto::transport::unix_abstract &&
+         where.address.size() > proto::max_abstract_name_length))
+        co_return error{make_error_code(errc::socket_path_too_long),
+                        "cannot connect to " + where.to_string() + ": the name is " +
+                            std::to_string(where.address.size()) +
+                            " bytes, longer than a Unix socket address holds"};
     switch (where.kind) {
     case proto::transport::unix_path:
         ec = co_await try_connect(*c, asio::local::stream_protocol::endpoint(where.address));

@@ -41,12 +41,11 @@ result<endpoint> parse_unix_path(std::string_view text, std::string_view path) {
 result<endpoint> parse_abstract(std::string_view text, std::string_view name) {
     if (name.empty())
         return invalid(text, "the abstract socket name after '@' is empty");
-    // The kernel reserves sun_path[0] for the NUL that marks an abstract name.
-    if (name.size() > max_unix_path_length)
+    if (name.size() > max_abstract_name_length)
         return error{make_error_code(errc::socket_path_too_long),
                      "abstract socket name '@" + std::string(name) + "' is " +
                          std::to_string(name.size()) + " bytes; the limit is " +
-                         std::to_string(max_unix_path_length)};
+                         std::to_string(max_abstract_name_length)};
     return endpoint::abstract(std::string(name));
 }
 

@@ -1,9 +1,9 @@
 #include "listener.hpp"
 
+#include "peer.hpp"
 #include "session.hpp"
 
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
@@ -91,6 +91,8 @@ listener::listener(worker& home, const proto::endpoint& where, const server_opti
     switch (where.kind) {
     case proto::transport::unix_path: {
         is_unix_ = true;
+        if (where.address.size() > proto::max_unix_path_length)
+            fail(asio::error::name_too_long, where);
         file_ = std::make_unique<socket_file>(where.address);
         open_bind(generic::endpoint(asio::local::stream_protocol::endpoint(where.address)));
         file_->bound(options);
@@ -102,6 +104,8 @@ listener::listener(worker& home, const proto::endpoint& where, const server_opti
     }
     case proto::transport::unix_abstract: {
         is_unix_ = true;
+        if (where.address.size() > proto::max_abstract_name_length) // built by hand, not parsed
+            fail(asio::error::name_too_long, where);
         std::string name(1, '\0');
         name += where.address;
         open_bind(generic::endpoint(asio::local::stream_protocol::endpoint(name)));
@@ -155,7 +159,7 @@ awaitable<> listener::accept_loop(server_state& state) {
     for (;;) {
         worker& target = *state.workers[next];
         next = (next + 1) % state.workers.size();
-        auto [ec, peer] = co_await acceptor_.async_accept(target.ctx);
+        auto [ec, accepted] = co_await acceptor_.async_accept(target.ctx);
         if (ec == asio::error::operation_aborted || !acceptor_.is_open())
             co_return;
         if (ec) {
@@ -168,26 +172,52 @@ awaitable<> listener::accept_loop(server_state& state) {
                 co_return;
             continue;
         }
-        socket_type socket(std::move(peer));
+        socket_type socket(std::move(accepted));
         if (!is_unix_) {
             // Answers go out in whole writes, but a streamed one (head, then pieces) must not
             // wait for the peer's delayed ACK under Nagle's algorithm.
             boost::system::error_code ignored;
             socket.set_option(asio::ip::tcp::no_delay(true), ignored);
         }
+        // Who it is and whether it may call, before a byte is read: a refused peer gets its
+        // 403 from a budget of its own and never takes a place under max_connections.
+        auto peer = read_peer(socket.native_handle(), is_unix_);
+        if (auto why = refusal(state.options, peer, socket.native_handle())) {
+            if (state.refusing.fetch_add(1, std::memory_order_relaxed) < max_refusals) {
+                asio::co_spawn(
+                    target.ctx,
+                    refuse_peer(std::move(socket), std::move(peer), std::move(*why), state, target),
+                    [&state](std::exception_ptr e) {
+                        log_exception(state, "a refused connection", e);
+                    });
+            } else {
+                state.refusing.fetch_sub(1, std::memory_order_relaxed);
+                home_.stats.count_reject(reject_reason::forbidden); // closed unanswered
+            }
+            continue;
+        }
         const auto open = state.connections.fetch_add(1, std::memory_order_relaxed) + 1;
+        const auto done = [&state](std::exception_ptr e) {
+            log_exception(state, "a connection", e);
+        };
         if (open > state.options.max_connections)
             asio::co_spawn(target.ctx,
-                           reject_connection(std::move(socket), is_unix_, state, target),
-                           asio::detached);
+                           reject_connection(std::move(socket), std::move(peer), state, target),
+                           done);
         else
-            asio::co_spawn(target.ctx, run_session(std::move(socket), is_unix_, state, target),
-                           asio::detached);
+            asio::co_spawn(target.ctx,
+                           run_session(std::move(socket), std::move(peer), state, target), done);
     }
 }
 
 void listener::start(server_state& state) {
-    asio::co_spawn(home_.ctx, accept_loop(state), asio::detached);
+    asio::co_spawn(home_.ctx, accept_loop(state), [this, &state](std::exception_ptr e) {
+        if (!e || !acceptor_.is_open())
+            return; // closed: the server is stopping
+        // Never stop accepting silently: say why, and accept again.
+        log_exception(state, "the accept loop on " + bound_.to_string(), e);
+        start(state);
+    });
 }
 
 void listener::close() noexcept {

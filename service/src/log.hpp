@@ -1,15 +1,29 @@
 #pragma once
 
 // Diagnostics (one line each on stderr, filtered by --log-level) and the access log (one JSON
-// line per request, to a file or stderr). Every line goes out in a single write(2), so lines
-// from several workers never interleave, and a failed log write never fails a request.
+// line per request, to a file or stderr).
+//
+// Workers never write to a descriptor themselves: they queue whole lines, and one writer thread
+// per server writes them out, so lines from several workers never interleave (a pipe makes only
+// writes of up to PIPE_BUF bytes atomic) and a log pipe that nobody reads never stalls a
+// request. The queue is bounded (log_queue_bytes); lines that do not fit are dropped and
+// counted, and the count is reported once the writer catches up. Diagnostics a peer can cause
+// (refusals, malformed input) share a budget of peer_lines_per_second, with the suppressed
+// count in the next line that goes out; what a line quotes from a request is capped at
+// quote_bytes.
 
 #include <udshttp/proto/api.hpp>
 #include <udshttp/service/server.hpp>
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <mutex>
+#include <string>
 #include <string_view>
+#include <thread>
 
 namespace udshttp::service::detail {
 
@@ -24,29 +38,79 @@ struct access_record {
     std::chrono::steady_clock::duration duration{};
 };
 
+// The most a log line quotes from a request (a target, a method), in bytes.
+constexpr std::size_t quote_bytes = 256;
+// The most of a request target an access-log line carries.
+constexpr std::size_t access_target_bytes = 2048;
+// Lines waiting for the writer, per destination, in bytes.
+constexpr std::size_t log_queue_bytes = 1u << 20;
+// Diagnostics caused by peers, across the server, per second.
+constexpr unsigned peer_lines_per_second = 20;
+
+// `text` as a log line may quote it: control bytes and '"' escaped, at most `max` bytes of it,
+// and the size of what was left out.
+std::string quote(std::string_view text, std::size_t max = quote_bytes);
+
 class logger {
 public:
     logger() = default;
-    ~logger();
+    ~logger(); // writes out what is queued, then joins the writer
     logger(const logger&) = delete;
     logger& operator=(const logger&) = delete;
 
-    // Takes the level and opens the access log; throws startup_error naming the file.
+    // Takes the level, opens the access log and starts the writer; throws startup_error naming
+    // the file.
     void open(const server_options& options);
+    // Opens the access log file again (after logrotate moved it: SIGHUP). Returns an error
+    // message, empty on success; on failure the old file stays in use.
+    std::string reopen();
 
     bool enabled(log_level level) const noexcept {
         return level >= level_ && level != log_level::off;
     }
     // "PROGRAM: LEVEL: message" on stderr, if the level is enabled.
-    void log(log_level level, std::string_view message) const;
+    void log(log_level level, std::string_view message);
+    // The same for what a peer caused: within the shared per-second budget, else counted.
+    void peer_log(log_level level, std::string_view message);
 
-    bool access_enabled() const noexcept { return access_fd_ >= 0; }
-    void access(const access_record& r) const;
+    bool access_enabled() const noexcept { return access_on_; }
+    void access(const access_record& r);
+
+    // Lines dropped so far because a queue was full, and peer lines suppressed by the budget.
+    std::uint64_t dropped() const noexcept { return dropped_.load(std::memory_order_relaxed); }
+    std::uint64_t suppressed() const noexcept {
+        return suppressed_total_.load(std::memory_order_relaxed);
+    }
 
 private:
+    struct queue {
+        std::deque<std::string> lines;
+        std::size_t bytes = 0;
+        std::uint64_t dropped = 0; // since the last report
+    };
+    void push(bool access, std::string line);
+    void writer_loop();
+
     log_level level_ = log_level::info;
-    int access_fd_ = -1;
+    bool access_on_ = false;
+    std::string access_path_; // empty: stderr
+    int access_fd_ = -1;      // the writer's; changed by the writer only
     bool own_access_fd_ = false;
+    int reopened_fd_ = -1; // from reopen(), for the writer to take over (under mutex_)
+
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    queue err_, acc_;
+    bool stopping_ = false;
+    std::thread writer_;
+    std::atomic<std::uint64_t> dropped_{0};
+
+    // The peer-line budget: a one-second window.
+    std::mutex budget_mutex_;
+    std::chrono::steady_clock::time_point window_{};
+    unsigned window_lines_ = 0;
+    std::uint64_t suppressed_ = 0; // since the last line that went out
+    std::atomic<std::uint64_t> suppressed_total_{0};
 };
 
 } // namespace udshttp::service::detail

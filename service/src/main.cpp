@@ -8,6 +8,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <cctype>
@@ -67,6 +68,11 @@ its variable.
 SIGTERM or SIGINT: stop accepting, close idle connections, let requests in flight finish
 (answered with Connection: close) for up to --drain-timeout, remove the socket files this
 process created, exit 0. With --allow-uid/--allow-gid set, TCP peers get 403 (no identity).
+SIGHUP: reopen the --access-log file (for logrotate) and keep serving.
+An abstract socket (@name) has no file and so no permissions: any local user can connect.
+Restrict it with --allow-uid/--allow-gid; --socket-mode/-owner/-group are refused for it.
+The open-files limit is raised to its hard limit at start; --max-connections is lowered, with
+a warning, to what that limit leaves room for.
 
 Routes:
   GET  /  /hello  /hello/{name}   "Hello NAME" (JSON with Accept: application/json)
@@ -201,6 +207,7 @@ bool is_repeatable(std::string_view flag) {
 
 server_options parse_args(int argc, char** argv) {
     server_options o;
+    std::string file_option; // the last of --socket-mode/-owner/-group given, if any
     // The environment first, then the command line; a repeatable option given on the command
     // line replaces the environment's list rather than adding to it.
     std::vector<arg> args = args_from_env();
@@ -254,10 +261,13 @@ server_options parse_args(int argc, char** argv) {
             if (text.empty() || *end != '\0' || mode > 07777)
                 usage_error(name + ": '" + text + "' is not an octal mode such as 0660");
             o.socket_mode = static_cast<unsigned>(mode);
+            file_option = name;
         } else if (flag == "--socket-owner") {
             o.socket_owner = parse_user(name, next());
+            file_option = name;
         } else if (flag == "--socket-group") {
             o.socket_group = parse_group(name, next());
+            file_option = name;
         } else if (flag == "--allow-uid") {
             append_ids(o.allow_uids, name, next(), parse_user);
         } else if (flag == "--allow-gid") {
@@ -292,6 +302,13 @@ server_options parse_args(int argc, char** argv) {
             usage_error("unknown option '" + args[i].text + "'");
         }
     }
+    // An abstract socket has no file: a mode, owner or group would protect nothing, and a
+    // user who set one would believe it does.
+    for (const auto& e : o.listen)
+        if (e.kind == udshttp::proto::transport::unix_abstract && !file_option.empty())
+            usage_error(file_option + " does not apply to abstract socket " + e.to_string() +
+                        ": it has no file and no permissions, so any local user can connect; "
+                        "restrict callers with --allow-uid/--allow-gid");
     return o;
 }
 
@@ -322,12 +339,20 @@ int main(int argc, char** argv) {
 
     // Signals are taken by sigwait() on this thread; block them before any worker starts so
     // every thread inherits the mask.
-    sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
     ::signal(SIGPIPE, SIG_IGN);
+
+    // systemd's default soft limit is 1024 descriptors against 10,000 connections: take the
+    // hard limit (server::start() lowers --max-connections to what that allows, and says so).
+    if (rlimit lim{}; ::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+        lim.rlim_cur = lim.rlim_max;
+        ::setrlimit(RLIMIT_NOFILE, &lim);
+    }
 
     udshttp::service::server srv(std::move(options));
     try {
@@ -343,7 +368,9 @@ int main(int argc, char** argv) {
     std::cout << std::flush;
 
     int sig = 0;
-    sigwait(&stop_signals, &sig);
+    // SIGHUP: reopen the access log (logrotate's postrotate) and go on serving.
+    while (sigwait(&signals, &sig) == 0 && sig == SIGHUP)
+        srv.reopen_logs();
     if (!quiet)
         std::cerr << "udshttpd: " << (sig == SIGTERM ? "SIGTERM" : "SIGINT") << ", draining (up to "
                   << srv.options().drain_timeout.count() << " ms)\n";

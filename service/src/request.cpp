@@ -6,7 +6,25 @@
 namespace udshttp::service {
 
 void request::split_target() noexcept {
-    const std::string_view target = message_.target();
+    std::string_view target = message_.target();
+    // RFC 9112 3.2.2: absolute-form ("http://localhost/hello") is served as its path; an
+    // absolute-form target without a path means "/".
+    if (!target.empty() && target.front() != '/') {
+        const auto scheme_end = target.find("://");
+        if (scheme_end != std::string_view::npos &&
+            (boost::beast::iequals(target.substr(0, scheme_end), "http") ||
+             boost::beast::iequals(target.substr(0, scheme_end), "https"))) {
+            target.remove_prefix(scheme_end + 3);
+            const auto path = target.find_first_of("/?");
+            target = path == std::string_view::npos ? std::string_view() : target.substr(path);
+            if (target.empty() || target.front() == '?') {
+                path_ = "/";
+                if (!target.empty())
+                    query_ = target.substr(1);
+                return;
+            }
+        }
+    }
     const auto q = target.find('?');
     path_ = target.substr(0, q);
     if (q != std::string_view::npos)

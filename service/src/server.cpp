@@ -7,6 +7,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -25,6 +26,25 @@ std::chrono::milliseconds sweep_tick(const server_options& o) {
     // server wakes at most four times a second.
     const auto shortest = std::min(o.header_timeout, o.idle_timeout);
     return std::clamp(shortest / 4, std::chrono::milliseconds(1), std::chrono::milliseconds(250));
+}
+// Each connection is a descriptor: with more connections allowed than descriptors, the accept
+// loop would fail with EMFILE over and over while clients wait unanswered. Keep room for the
+// listeners, the log and the refused peers' budget.
+void cap_connections(detail::server_state& state) {
+    rlimit lim{};
+    if (::getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur == RLIM_INFINITY)
+        return;
+    constexpr std::size_t reserve = 64 + detail::max_refusals;
+    const auto fds = static_cast<std::size_t>(lim.rlim_cur);
+    const std::size_t room = fds > reserve ? fds - reserve : 1;
+    auto& max = state.options.max_connections;
+    if (max <= room)
+        return;
+    state.log.log(log_level::warn, "max-connections lowered from " + std::to_string(max) + " to " +
+                                       std::to_string(room) +
+                                       ": the open-files limit (RLIMIT_NOFILE) is " +
+                                       std::to_string(fds) + " descriptors");
+    max = room;
 }
 } // namespace
 
@@ -63,6 +83,7 @@ void server::start() {
         throw std::logic_error("udshttp::service::server::start() called twice");
     auto& state = impl_->state;
     state.log.open(state.options);
+    cap_connections(state);
     if (state.options.builtin_routes)
         detail::add_builtin_routes(state);
 
@@ -90,12 +111,27 @@ void server::start() {
     const auto tick = sweep_tick(state.options);
     for (auto& w : state.workers) {
         impl_->guards.emplace_back(w->ctx.get_executor());
-        detail::start_sweeper(*w, tick);
+        detail::start_sweeper(state, *w, tick);
     }
     for (auto& l : impl_->listeners)
         l->start(state);
     for (auto& w : state.workers)
-        w->thread = std::thread([ctx = &w->ctx] { ctx->run(); });
+        w->thread = std::thread([ctx = &w->ctx, &state] {
+            // An exception that escapes a completion handler (one not spawned through
+            // log_exception) would end run() and with it every connection on this worker: log
+            // it and run on.
+            for (;;) {
+                try {
+                    ctx->run();
+                    return;
+                } catch (const std::exception& e) {
+                    state.log.log(log_level::error,
+                                  std::string("worker: a handler threw: ") + e.what());
+                } catch (...) {
+                    state.log.log(log_level::error, "worker: a handler threw");
+                }
+            }
+        });
     impl_->started = true;
 }
 
@@ -138,6 +174,12 @@ void server::stop() {
     state.workers.clear();
     impl_->stopped = true;
     impl_->cv.notify_all();
+}
+
+void server::reopen_logs() {
+    auto& log = impl_->state.log;
+    if (auto failed = log.reopen(); !failed.empty())
+        log.log(log_level::error, failed);
 }
 
 std::vector<proto::endpoint> server::endpoints() const {

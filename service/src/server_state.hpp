@@ -19,6 +19,7 @@ struct server_state {
     router routes;
     std::vector<std::unique_ptr<worker>> workers;
     std::atomic<std::size_t> connections{0}; // open, across workers; admission control only
+    std::atomic<std::size_t> refusing{0};    // refused peers being answered 403, across workers
     clock::time_point started = clock::now();
     std::atomic<bool> stopping{false};
     logger log;

@@ -1,10 +1,11 @@
 #include "session.hpp"
 
+#include "peer.hpp"
+
 #include <udshttp/proto/version.hpp>
 
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -14,8 +15,6 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -33,39 +32,6 @@ using request_parser = http::request_parser<http::string_body>;
 
 constexpr std::string_view server_field = "udshttp/" UDSHTTP_VERSION_STRING;
 
-proto::peer_info read_peer(socket_type& socket, bool is_unix) {
-    proto::peer_info peer;
-    const int fd = socket.native_handle();
-    if (is_unix) {
-        peer.transport = "unix";
-        ucred cred{};
-        socklen_t len = sizeof cred;
-        if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
-            peer.pid = cred.pid;
-            peer.uid = cred.uid;
-            peer.gid = cred.gid;
-        }
-        return peer;
-    }
-    peer.transport = "tcp";
-    sockaddr_storage ss{};
-    socklen_t len = sizeof ss;
-    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0)
-        return peer;
-    std::array<char, INET6_ADDRSTRLEN> text{};
-    if (ss.ss_family == AF_INET) {
-        const auto& in = reinterpret_cast<const sockaddr_in&>(ss);
-        ::inet_ntop(AF_INET, &in.sin_addr, text.data(), text.size());
-        peer.port = ntohs(in.sin_port);
-    } else if (ss.ss_family == AF_INET6) {
-        const auto& in6 = reinterpret_cast<const sockaddr_in6&>(ss);
-        ::inet_ntop(AF_INET6, &in6.sin6_addr, text.data(), text.size());
-        peer.port = ntohs(in6.sin6_port);
-    }
-    peer.address = text.data();
-    return peer;
-}
-
 // Maps a parser failure to the answer it deserves; nullopt means: close without answering
 // (the peer went away or sent nothing).
 std::optional<errc> classify(const boost::system::error_code& ec) {
@@ -80,37 +46,14 @@ std::optional<errc> classify(const boost::system::error_code& ec) {
     return std::nullopt;
 }
 
-// Why the peer may not call, or nullopt if it may. Unix peers are checked by uid, then by
-// primary gid, then by supplementary groups (SO_PEERGROUPS, Linux 4.13+).
-std::optional<std::string> refusal(const server_options& o, const proto::peer_info& peer, int fd) {
-    if (o.allow_uids.empty() && o.allow_gids.empty())
-        return std::nullopt;
-    if (peer.transport != "unix")
-        return "TCP peers have no credentials to check against --allow-uid/--allow-gid";
-    if (!peer.uid || !peer.gid)
-        return "the peer's credentials are unavailable (SO_PEERCRED failed)";
-    const auto has = [](const auto& list, std::int64_t id) {
-        return std::find(list.begin(), list.end(), id) != list.end();
-    };
-    if (has(o.allow_uids, *peer.uid) || has(o.allow_gids, *peer.gid))
-        return std::nullopt;
-    if (!o.allow_gids.empty()) {
-        std::array<gid_t, 256> groups{};
-        socklen_t len = sizeof groups;
-        if (::getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &len) == 0)
-            for (std::size_t i = 0; i < len / sizeof(gid_t); ++i)
-                if (has(o.allow_gids, groups[i]))
-                    return std::nullopt;
-    }
-    return "uid " + std::to_string(*peer.uid) + " (gid " + std::to_string(*peer.gid) +
-           ") is not in --allow-uid/--allow-gid";
-}
-
 // Registers the connection with its worker for the deadline sweeper and keeps the counters
 // honest however the session ends.
 class connection_guard {
 public:
-    connection_guard(server_state& state, worker& w, socket_type& socket) : state_(state), w_(w) {
+    // `open` is the admission count this connection holds a place in (state.connections, or
+    // state.refusing for a refused peer); it is given back on destruction.
+    connection_guard(std::atomic<std::size_t>& open, worker& w, socket_type& socket)
+        : open_(open), w_(w) {
         slot.socket = &socket;
         w_.connections.add(slot);
         w_.stats.connections_accepted.add();
@@ -119,7 +62,7 @@ public:
     ~connection_guard() {
         w_.connections.remove(slot);
         w_.stats.connections_open.sub();
-        state_.connections.fetch_sub(1, std::memory_order_relaxed);
+        open_.fetch_sub(1, std::memory_order_relaxed);
     }
     connection_guard(const connection_guard&) = delete;
     connection_guard& operator=(const connection_guard&) = delete;
@@ -127,7 +70,7 @@ public:
     connection_slot slot;
 
 private:
-    server_state& state_;
+    std::atomic<std::size_t>& open_;
     worker& w_;
 };
 
@@ -138,15 +81,25 @@ private:
 // lingering_timeout and lingering_time: it ends at EOF, after `linger_quiet` without a byte,
 // after `linger_total` in all, once `linger_max_bytes` are dropped, or at once when the server
 // drains (the slot counts as idle, so the drain's wake-up cancels the read).
-constexpr auto linger_quiet = std::chrono::milliseconds(500);
-constexpr auto linger_total = std::chrono::seconds(5);
-constexpr std::size_t linger_max_bytes = 64u << 20;
+struct linger_bounds {
+    std::chrono::milliseconds quiet;
+    std::chrono::milliseconds total;
+    std::size_t max_bytes;
+};
+constexpr linger_bounds after_error{std::chrono::milliseconds(500), std::chrono::seconds(5),
+                                    64u << 20};
+// A peer the allow-list refuses gets its 403 and little else: it holds no admission slot, but
+// its linger is short, so that max_refusals of them at once cost at most a second each.
+constexpr linger_bounds after_refusal{std::chrono::milliseconds(100), std::chrono::seconds(1),
+                                      64u << 10};
 
 awaitable<> lingering_close(socket_type& socket, connection_slot& slot,
-                            const std::atomic<bool>& stopping) {
+                            const std::atomic<bool>& stopping, const linger_bounds& bounds) {
+    const auto linger_quiet = bounds.quiet;
+    const auto linger_max_bytes = bounds.max_bytes;
     boost::system::error_code ignored;
     socket.shutdown(asio::socket_base::shutdown_send, ignored);
-    const auto give_up = clock::now() + linger_total;
+    const auto give_up = clock::now() + bounds.total;
     slot.timed_out = false;
     slot.idle = true;
     std::array<char, 8192> sink;
@@ -178,7 +131,7 @@ template <class Fields> void stamp(Fields& fields, worker& w) {
 
 // Answers a request whose body has been read: the matched handler, or 400/404/405, and 500
 // whatever a handler throws. Returns the index of the route that answered, router::npos if none.
-std::size_t handle(const router::match_result& m, const request& req, const server_state& state,
+std::size_t handle(const router::match_result& m, const request& req, server_state& state,
                    response& res) {
     const auto& msg = req.message();
     try {
@@ -199,8 +152,8 @@ std::size_t handle(const router::match_result& m, const request& req, const serv
                           std::string(req.path()));
         }
     } catch (const std::exception& e) {
-        state.log.log(log_level::error, "handler for " + std::string(msg.method_string()) + " " +
-                                            std::string(msg.target()) + " threw: " + e.what());
+        state.log.log(log_level::error, "handler for " + quote(msg.method_string()) + " " +
+                                            quote(msg.target()) + " threw: " + e.what());
         res = make_response(msg.version());
         set_error(res, errc::internal_error);
     }
@@ -252,12 +205,65 @@ reject_reason reason_of(errc e) {
     }
 }
 
+// What a failed parse or read is answered with: the status, and the message that says why.
+// nullopt: close without answering (the peer went away or sent nothing).
+std::optional<std::pair<errc, std::string>>
+answer_for(const boost::system::error_code& ec, const server_options& o, std::size_t read_cap) {
+    const auto e = classify(ec);
+    if (!e)
+        return std::nullopt;
+    if (*e != errc::bad_request)
+        return std::pair{*e, describe_limit(*e, o)};
+    if (ec == http::error::buffer_overflow)
+        return std::pair{*e, "malformed request: a chunk-size line or trailer section does not "
+                             "fit the read buffer of " +
+                                 std::to_string(read_cap) + " bytes"};
+    return std::pair{*e, "malformed request: " + ec.message()};
+}
+
+// RFC 9110 7.2 / RFC 3986 3.2.2: Host = uri-host [ ":" port ]; empty is allowed (no authority).
+bool valid_host(std::string_view h) {
+    const auto sub_delim_or_unreserved = [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) ||
+               std::string_view("-._~!$&'()*+,;=").find(c) != std::string_view::npos;
+    };
+    std::size_t i = 0;
+    if (!h.empty() && h.front() == '[') {
+        const auto close = h.find(']');
+        if (close == std::string_view::npos || close == 1)
+            return false;
+        for (i = 1; i < close; ++i)
+            if (!sub_delim_or_unreserved(h[i]) && h[i] != ':')
+                return false;
+        i = close + 1;
+    } else {
+        for (; i < h.size() && h[i] != ':'; ++i) {
+            if (h[i] == '%') {
+                if (i + 2 >= h.size() || !std::isxdigit(static_cast<unsigned char>(h[i + 1])) ||
+                    !std::isxdigit(static_cast<unsigned char>(h[i + 2])))
+                    return false;
+                i += 2;
+            } else if (!sub_delim_or_unreserved(h[i])) {
+                return false;
+            }
+        }
+    }
+    if (i == h.size())
+        return true;
+    if (h[i] != ':')
+        return false;
+    return std::all_of(h.begin() + static_cast<std::ptrdiff_t>(i) + 1, h.end(),
+                       [](char c) { return c >= '0' && c <= '9'; });
+}
+
 // One connection. Lives in run_session's frame; its members are what every step needs.
 class session {
 public:
-    session(socket_type& socket, bool is_unix, server_state& state, worker& w)
-        : socket_(socket), state_(state), opt_(state.options), w_(w), guard_(state, w, socket),
-          slot_(guard_.slot), peer_(read_peer(socket, is_unix)) {
+    session(socket_type& socket, proto::peer_info peer, std::atomic<std::size_t>& open,
+            server_state& state, worker& w)
+        : socket_(socket), state_(state), opt_(state.options), w_(w), guard_(open, w, socket),
+          slot_(guard_.slot), peer_(std::move(peer)),
+          read_cap_(opt_.max_header_bytes + body_buffer_bytes), buffer_(read_cap_) {
         // send_all() tries a plain send first; asynchronous operations work either way.
         boost::system::error_code ignored;
         socket_.non_blocking(true, ignored);
@@ -267,16 +273,25 @@ public:
     // Answers an error the session gives by itself (not through the router), counts it as a
     // rejection, and closes gracefully. msg is null when no request head was parsed.
     awaitable<> refuse(errc e, std::string message, const request_parser::value_type* msg,
-                       clock::time_point start);
+                       clock::time_point start, const linger_bounds& linger = after_error);
+    // One step of parsing from buffer_ into `parser`, reading from the socket when it needs
+    // more. Every byte the parser gets passes here, so here are the bounds Beast 1.81 lacks:
+    // buffer_ never holds more than read_cap_ (so a chunk-size line, its extensions or a
+    // trailer section that does not end is a buffer_overflow, not growth), and the header
+    // block is counted from its first byte across every put(), against max_header_bytes
+    // (Beast's own header_limit only counts what one put() has not consumed yet).
+    // Exceptions from the parser (a body's allocation) surface here, in the coroutine, not
+    // inside an I/O completion.
+    template <class Parser> awaitable<boost::system::error_code> parse_some(Parser& parser);
+    // Reads the rest of a Content-Length body into `body` (no parser: the length is the
+    // framing), growing it as bytes arrive rather than reserving the declared size up front.
+    // False: the peer went away or stalled.
+    awaitable<bool> read_sized_body(std::string& body, std::uint64_t length);
 
 private:
     // The checks a request head must pass before its body is read or routed: the error to
     // answer with and why, or nullopt.
-    std::optional<std::pair<errc, std::string>>
-    check_head(const request_parser& parser, const std::optional<std::string>& not_allowed) const;
-    // Parses a complete request head from buffer_ without I/O. True when it is done (ec then
-    // says whether it was good); false when more bytes are needed.
-    bool parse_buffered_head(request_parser& parser, boost::system::error_code& ec);
+    std::optional<std::pair<errc, std::string>> check_head(const request_parser& parser) const;
     // Sends all of `pieces`: at once when the socket takes them (no suspension, which is the
     // common case for an answer that fits the socket buffer), else the rest asynchronously.
     template <class Buffers>
@@ -325,14 +340,17 @@ private:
     connection_guard guard_;
     connection_slot& slot_;
     const proto::peer_info peer_;
+    static constexpr std::size_t keep_bytes = 64 * 1024;
+    static constexpr std::size_t idle_buffer_bytes = 2048;
+    static constexpr std::size_t body_buffer_bytes = 64 * 1024;
+    const std::size_t read_cap_; // the most buffer_ holds: a header block and one body read
     beast::flat_buffer buffer_;
+    std::size_t head_bytes_ = 0; // of the request head being parsed, consumed by the parser
+    bool keep_alive_ = false;    // what the request asked for (every Connection field counts)
     std::string head_;           // write_response's serialized head, its capacity reused
     clock::time_point last_now_; // when record() last read the clock
     // stream_whole's buffers, kept between requests up to keep_bytes (so an idle connection
     // does not hold a large body's memory).
-    static constexpr std::size_t keep_bytes = 64 * 1024;
-    static constexpr std::size_t idle_buffer_bytes = 2048;
-    static constexpr std::size_t body_buffer_bytes = 64 * 1024;
     std::string whole_in_; // its size is kept too, so reading the same size again fills nothing
     std::string whole_out_;
     // Makes `s` hold at least n bytes, from the worker's spare buffers if one is big enough.
@@ -434,55 +452,104 @@ session::send_all(const Buffers& pieces) {
     co_return std::tuple{wec, sent + n};
 }
 
-bool session::parse_buffered_head(request_parser& parser, boost::system::error_code& ec) {
-    ec = {};
-    const auto used = parser.put(buffer_.data(), ec);
-    buffer_.consume(used);
-    if (ec == http::error::need_more) {
-        ec = {};
-        return false;
+template <class Parser> awaitable<boost::system::error_code> session::parse_some(Parser& parser) {
+    for (;;) {
+        boost::system::error_code ec;
+        if (buffer_.size() > 0) {
+            const bool in_head = !parser.is_header_done();
+            const auto used = parser.put(buffer_.data(), ec);
+            buffer_.consume(used);
+            if (in_head) {
+                head_bytes_ += used;
+                const auto pending = parser.is_header_done() ? 0 : buffer_.size();
+                if (head_bytes_ + pending > opt_.max_header_bytes)
+                    co_return http::error::header_limit;
+            }
+            if (ec != http::error::need_more)
+                co_return ec; // progress, done, need_buffer (a full body buffer) or an error
+        }
+        const auto room = std::min(body_buffer_bytes, buffer_.max_size() - buffer_.size());
+        if (room == 0)
+            co_return http::error::buffer_overflow;
+        auto [rec, n] = co_await socket_.async_read_some(buffer_.prepare(room));
+        if (rec) {
+            if (rec == asio::error::eof)
+                co_return parser.got_some() ? http::error::partial_message
+                                            : http::error::end_of_stream;
+            co_return rec;
+        }
+        buffer_.commit(n);
+        w_.stats.bytes_received.add(n);
     }
-    return ec || parser.is_header_done();
+}
+
+awaitable<bool> session::read_sized_body(std::string& body, std::uint64_t length) {
+    const auto size = static_cast<std::size_t>(length);
+    std::size_t have = std::min(size, buffer_.size());
+    body.resize(have);
+    asio::buffer_copy(asio::buffer(body), buffer_.data());
+    buffer_.consume(have);
+    while (have < size) {
+        // Grows by what is read (std::string doubles its capacity), never by what was declared.
+        const auto want = std::min(size - have, body_buffer_bytes);
+        body.resize(have + want);
+        slot_.arm(opt_.idle_timeout);
+        auto [ec, n] = co_await socket_.async_read_some(asio::buffer(body.data() + have, want));
+        w_.stats.bytes_received.add(n);
+        have += n;
+        body.resize(have);
+        if (ec || slot_.timed_out)
+            co_return false;
+    }
+    co_return true;
 }
 
 awaitable<> session::refuse(errc e, std::string message, const request_parser::value_type* msg,
-                            clock::time_point start) {
+                            clock::time_point start, const linger_bounds& linger) {
     w_.stats.count_reject(reason_of(e));
     auto res = make_response(msg ? msg->version() : 11);
     set_error(res, e, std::move(message));
     if (e == errc::service_unavailable)
         res.set(http::field::retry_after, "1");
     slot_.timed_out = false;
-    slot_.arm(e == errc::service_unavailable ? std::chrono::milliseconds(1000) : opt_.idle_timeout);
+    slot_.arm(e == errc::service_unavailable || e == errc::forbidden
+                  ? std::chrono::milliseconds(1000)
+                  : opt_.idle_timeout);
     const auto length = res.body().size();
     auto [ec, n] = co_await write_response(res, length, false);
     record(msg ? std::string_view(msg->method_string()) : "-",
            msg ? std::string_view(msg->target()) : "-", res, router::npos,
            msg ? msg->body().size() : 0, n, start);
     if (!ec)
-        co_await lingering_close(socket_, slot_, state_.stopping);
+        co_await lingering_close(socket_, slot_, state_.stopping, linger);
 }
 
 std::optional<std::pair<errc, std::string>>
-session::check_head(const request_parser& parser,
-                    const std::optional<std::string>& not_allowed) const {
+session::check_head(const request_parser& parser) const {
     const auto& msg = parser.get();
+    const auto bad = [](std::string why) {
+        return std::pair{errc::bad_request, "malformed request: " + std::move(why)};
+    };
+    // RFC 9112 6.1: Transfer-Encoding in a 1.0 message is faulty framing (1.0 has none).
+    if (msg.version() < 11 && msg.count(http::field::transfer_encoding) != 0)
+        return bad("Transfer-Encoding in an HTTP/1.0 request");
     // RFC 9112 6.3: a request whose transfer codings do not end in chunked has no knowable
     // length (Beast would read to EOF): 400 and close, the request-smuggling rule.
     if (msg.count(http::field::transfer_encoding) != 0 && !parser.chunked())
-        return std::pair{errc::bad_request, "malformed request: Transfer-Encoding '" +
-                                                std::string(msg[http::field::transfer_encoding]) +
-                                                "' does not end in chunked"};
-    if (msg.version() >= 11 && msg.count(http::field::host) == 0)
-        return std::pair{errc::bad_request,
-                         std::string("malformed request: HTTP/1.1 request without a Host field")};
-    if (not_allowed) {
-        state_.log.log(log_level::warn, "refused " + std::string(msg.method_string()) + " " +
-                                            std::string(msg.target()) + " from pid " +
-                                            std::to_string(peer_.pid.value_or(-1)) + ": " +
-                                            *not_allowed);
-        return std::pair{errc::forbidden, "this peer may not call: " + *not_allowed};
-    }
+        return bad("Transfer-Encoding '" + quote(msg[http::field::transfer_encoding]) +
+                   "' does not end in chunked");
+    // RFC 9112 3.2: 400 for a 1.1 request without Host, for more than one Host field line,
+    // and for a Host that is not uri-host [":" port].
+    const auto hosts = msg.count(http::field::host);
+    if (msg.version() >= 11 && hosts == 0)
+        return bad("HTTP/1.1 request without a Host field");
+    if (hosts > 1)
+        return bad("more than one Host field");
+    if (hosts == 1 && !valid_host(msg[http::field::host]))
+        return bad("invalid Host '" + quote(msg[http::field::host]) + "'");
+    // RFC 9112 3.2: a fragment is never sent; a '#' in the target is not a request target.
+    if (msg.target().find('#') != std::string_view::npos)
+        return bad("'#' in the request target");
     // --max-body-bytes, judged on Content-Length before any body byte is read (so
     // Expect: 100-continue gets the 413 instead of a 100); a chunked body is cut off at it.
     if (const auto length = parser.content_length(); length && *length > opt_.max_body_bytes)
@@ -523,7 +590,6 @@ awaitable<bool> session::await_request(bool first) {
 }
 
 awaitable<> session::run() {
-    const auto not_allowed = refusal(opt_, peer_, socket_.native_handle());
     int blank_lines = 0;
     for (bool first = true;; first = false) {
         if (buffer_.size() == 0 && !co_await await_request(first))
@@ -546,15 +612,11 @@ awaitable<> session::run() {
             static_cast<std::uint32_t>(std::min<std::size_t>(opt_.max_header_bytes, UINT32_MAX)));
         parser.body_limit(boost::none); // set below, once the header is known
 
-        // Usually the whole head is in buffer_ already: parse it here, and read (with Beast's
-        // composed read) only when it is not, which spares a trip through the scheduler.
+        // The head, usually whole in buffer_ already (then parse_some does no I/O).
+        head_bytes_ = 0;
         boost::system::error_code hec;
-        if (!parse_buffered_head(parser, hec)) {
-            const auto before = buffer_.size();
-            auto [ec, hn] = co_await http::async_read_header(socket_, buffer_, parser);
-            w_.stats.bytes_received.add(hn > before ? hn - before : 0);
-            hec = ec;
-        }
+        while (!hec && !parser.is_header_done())
+            hec = co_await parse_some(parser);
         // (Every message is built before co_await: GCC 12 destroys temporaries of a
         // conditional expression inside a co_await twice.)
         if (slot_.timed_out) {
@@ -564,22 +626,39 @@ awaitable<> session::run() {
             break;
         }
         if (hec) {
-            if (const auto answer = classify(hec)) {
-                std::string why = answer == errc::bad_request
-                                      ? "malformed request: " + hec.message()
-                                      : describe_limit(*answer, opt_);
-                co_await refuse(*answer, std::move(why), nullptr, start);
-            }
+            if (auto answer = answer_for(hec, opt_, read_cap_))
+                co_await refuse(answer->first, std::move(answer->second), nullptr, start);
             break;
         }
         auto& msg = parser.get();
-        if (auto refused = check_head(parser, not_allowed)) {
+        if (auto refused = check_head(parser)) {
             co_await refuse(refused->first, std::move(refused->second), &msg, start);
             break;
         }
+        keep_alive_ = parser.keep_alive();
         parser.body_limit(opt_.max_body_bytes);
         request req(msg, peer_);
         const auto route = state_.routes.match(msg.method(), req.path(), req);
+
+        // No handler will read this body (404, 405, a bad path): answer now, before any body
+        // byte is read, and drop the body while lingering (nginx's discard_request_body).
+        if (!route.target && !route.stream) {
+            auto res = make_response(msg.version());
+            handle(route, req, state_, res);
+            const bool keep_alive =
+                keep_alive_ && parser.is_done() && !state_.stopping.load(std::memory_order_relaxed);
+            const auto length = finish(res, msg);
+            slot_.arm(opt_.idle_timeout, start);
+            auto [wec, wn] = co_await write_response(res, length, keep_alive);
+            record(msg.method_string(), msg.target(), res, router::npos, 0, wn, start);
+            if (wec || slot_.timed_out)
+                break;
+            if (keep_alive)
+                continue;
+            if (!parser.is_done())
+                co_await lingering_close(socket_, slot_, state_.stopping, after_error);
+            break;
+        }
 
         // RFC 9110 10.1.1: answer 100-continue only when we are about to read the body.
         if (msg.version() >= 11 && !parser.is_done() &&
@@ -599,36 +678,29 @@ awaitable<> session::run() {
         }
 
         // The body: the idle deadline applies to each pause, not to the whole upload.
-        // Room for what the body still needs, up to 64 KiB a read: a small body that came with
-        // its head needs none, so it costs no allocation here (and no shrink when idle).
-        if (const auto left = parser.content_length_remaining().value_or(body_buffer_bytes);
-            !parser.is_done() && left > buffer_.size())
-            buffer_.reserve(buffer_.size() + static_cast<std::size_t>(std::min<std::uint64_t>(
-                                                 left - buffer_.size(), body_buffer_bytes)));
-        bool body_failed = false;
-        while (!parser.is_done()) {
-            slot_.arm(opt_.idle_timeout);
-            auto [bec, bn] = co_await http::async_read_some(socket_, buffer_, parser);
-            if (bec || slot_.timed_out) {
-                const auto answer = classify(bec);
-                if (answer && !slot_.timed_out) {
-                    std::string why = answer == errc::payload_too_large
-                                          ? describe_limit(*answer, opt_)
-                                          : "malformed request body: " + bec.message();
-                    co_await refuse(*answer, std::move(why), &msg, start);
+        if (const auto length = parser.content_length(); length && *length > 0) {
+            if (!co_await read_sized_body(msg.body(), *length))
+                break; // the peer went away or stalled mid-body: nothing to answer
+        } else {
+            bool body_failed = false;
+            while (!parser.is_done()) {
+                slot_.arm(opt_.idle_timeout);
+                const auto bec = co_await parse_some(parser);
+                if (bec || slot_.timed_out) {
+                    auto answer = answer_for(bec, opt_, read_cap_);
+                    if (answer && !slot_.timed_out)
+                        co_await refuse(answer->first, std::move(answer->second), &msg, start);
+                    body_failed = true;
+                    break;
                 }
-                body_failed = true;
-                break;
             }
-            w_.stats.bytes_received.add(bn);
+            if (body_failed)
+                break;
         }
-        if (body_failed)
-            break;
 
         auto res = make_response(msg.version());
         const auto answered_by = handle(route, req, state_, res);
-        const bool keep_alive =
-            msg.keep_alive() && !state_.stopping.load(std::memory_order_relaxed);
+        const bool keep_alive = keep_alive_ && !state_.stopping.load(std::memory_order_relaxed);
         const auto length = finish(res, msg);
 
         slot_.arm(opt_.idle_timeout, start);
@@ -659,6 +731,7 @@ struct session::pump {
     bool failed = false;     // either side failed: both stop, the connection closes
     bool head_sent = false;
     bool keep_alive = false;
+    bool cut = false;            // the request body was refused after the answer began
     std::optional<errc> refusal; // a body error before any output: answered with this
     std::string refusal_message;
     std::uint64_t received = 0;
@@ -726,14 +799,22 @@ awaitable<> session::pump_reader(pump& p, http::request_parser<http::buffer_body
         parser.get().body().data = in.data();
         parser.get().body().size = in.size();
         slot_.arm(opt_.idle_timeout);
-        auto [ec, n] = co_await http::async_read_some(socket_, buffer_, parser);
-        w_.stats.bytes_received.add(n);
+        const auto ec = co_await parse_some(parser);
         if ((ec && ec != http::error::need_buffer) || slot_.timed_out) {
-            if (const auto answer = classify(ec); answer && !p.head_sent && !slot_.timed_out) {
-                p.refusal = answer;
-                p.refusal_message = answer == errc::payload_too_large
-                                        ? describe_limit(*answer, opt_)
-                                        : "malformed request body: " + ec.message();
+            if (auto answer = answer_for(ec, opt_, read_cap_); answer && !slot_.timed_out) {
+                if (!p.head_sent) {
+                    p.refusal = answer->first;
+                    p.refusal_message = std::move(answer->second);
+                } else {
+                    // The answer has begun: too late for a status, so the cut is what the
+                    // peer sees (no last chunk). Count and say it, so it is not a silent 200.
+                    w_.stats.count_reject(reason_of(answer->first));
+                    p.cut = true;
+                    state_.log.peer_log(log_level::warn,
+                                        "cut the answer to " + quote(parser.get().target()) +
+                                            " after " + std::to_string(p.received) +
+                                            " request body bytes: " + answer->second);
+                }
             }
             p.fail(socket_);
             co_return;
@@ -824,9 +905,8 @@ awaitable<bool> session::stream(request_parser& parser, const router::match_resu
         handler = (*route.stream)();
         length = handler->begin(req, res);
     } catch (const std::exception& e) {
-        state_.log.log(log_level::error, "stream handler for " + std::string(head.method_string()) +
-                                             " " + std::string(head.target()) +
-                                             " threw: " + e.what());
+        state_.log.log(log_level::error, "stream handler for " + quote(head.method_string()) + " " +
+                                             quote(head.target()) + " threw: " + e.what());
         handler.reset();
     }
     if (!handler) {
@@ -843,7 +923,7 @@ awaitable<bool> session::stream(request_parser& parser, const router::match_resu
     stamp(res, w_);
     stream_response out(res.result(), head.version());
     out.base() = res.base();
-    p.keep_alive = head.keep_alive();
+    p.keep_alive = keep_alive_;
     if (p.length)
         out.content_length(*p.length);
     else if (head.version() >= 11)
@@ -942,12 +1022,12 @@ awaitable<bool> session::stream_whole(stream_handler& handler,
         failure = std::string("threw: ") + e.what();
     }
     if (!failure.empty()) {
-        state_.log.log(log_level::error, "stream handler for " + std::string(head.method_string()) +
-                                             " " + std::string(head.target()) + " " + failure);
+        state_.log.log(log_level::error, "stream handler for " + quote(head.method_string()) + " " +
+                                             quote(head.target()) + " " + failure);
         co_await answer_500(head, size, start);
         co_return false;
     }
-    const bool keep_alive = head.keep_alive() && !state_.stopping.load(std::memory_order_relaxed);
+    const bool keep_alive = keep_alive_ && !state_.stopping.load(std::memory_order_relaxed);
     slot_.arm(opt_.idle_timeout);
     auto [ec, n] = co_await write_response(res, out.size(), keep_alive);
     record(head.method_string(), head.target(), res, route, size, n, start);
@@ -959,16 +1039,38 @@ awaitable<bool> session::stream_whole(stream_handler& handler,
 
 } // namespace
 
-awaitable<> run_session(socket_type socket, bool is_unix, server_state& state, worker& w) {
-    session s(socket, is_unix, state, w);
+awaitable<> run_session(socket_type socket, proto::peer_info peer, server_state& state, worker& w) {
+    session s(socket, std::move(peer), state.connections, state, w);
     co_await s.run();
 }
 
-awaitable<> reject_connection(socket_type socket, bool is_unix, server_state& state, worker& w) {
-    session s(socket, is_unix, state, w);
+awaitable<> reject_connection(socket_type socket, proto::peer_info peer, server_state& state,
+                              worker& w) {
+    session s(socket, std::move(peer), state.connections, state, w);
     std::string why =
         "too many connections (limit " + std::to_string(state.options.max_connections) + ")";
     co_await s.refuse(errc::service_unavailable, std::move(why), nullptr, clock::now());
+}
+
+awaitable<> refuse_peer(socket_type socket, proto::peer_info peer, std::string why,
+                        server_state& state, worker& w) {
+    session s(socket, peer, state.refusing, state, w);
+    state.log.peer_log(log_level::warn, "refused a connection from pid " +
+                                            std::to_string(peer.pid.value_or(-1)) + ": " + why);
+    std::string message = "this peer may not call: " + why;
+    co_await s.refuse(errc::forbidden, std::move(message), nullptr, clock::now(), after_refusal);
+}
+
+void log_exception(server_state& state, std::string_view where, std::exception_ptr e) noexcept {
+    if (!e)
+        return;
+    try {
+        std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+        state.log.log(log_level::error, std::string(where) + " ended by an exception: " + x.what());
+    } catch (...) {
+        state.log.log(log_level::error, std::string(where) + " ended by an unknown exception");
+    }
 }
 
 namespace {
@@ -984,8 +1086,13 @@ awaitable<> sweep_loop(worker& w, std::chrono::milliseconds tick) {
 }
 } // namespace
 
-void start_sweeper(worker& w, std::chrono::milliseconds tick) {
-    asio::co_spawn(w.ctx, sweep_loop(w, tick), asio::detached);
+void start_sweeper(server_state& state, worker& w, std::chrono::milliseconds tick) {
+    asio::co_spawn(w.ctx, sweep_loop(w, tick), [&state, &w, tick](std::exception_ptr e) {
+        if (!e)
+            return; // the context stopped
+        log_exception(state, "a deadline sweeper", e);
+        start_sweeper(state, w, tick); // without it, deadlines would never fire again
+    });
 }
 
 } // namespace udshttp::service::detail

@@ -385,4 +385,12 @@ bool require_python_module(const std::string& module, const std::string& package
     return false;
 }
 
+std::size_t vm_hwm_kb(pid_t pid) {
+    const auto status = read_file("/proc/" + std::to_string(pid) + "/status");
+    const auto at = status.find("VmHWM:");
+    if (at == std::string::npos)
+        return 0;
+    return std::strtoul(status.c_str() + at + 6, nullptr, 10);
+}
+
 } // namespace udshttp::test

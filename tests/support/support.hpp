@@ -15,6 +15,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace udshttp::test {
@@ -173,6 +174,20 @@ public:
 bool require_peer(const std::string& program, const std::string& package);
 // The same for a Python module from Debian's /usr/bin/python3.
 bool require_python_module(const std::string& module, const std::string& package);
+
+// Waits up to `limit` for pred() to hold, looking every 10 ms.
+template <class Pred> bool eventually(Pred pred, std::chrono::milliseconds limit = 10s) {
+    const auto until = std::chrono::steady_clock::now() + limit;
+    while (!pred()) {
+        if (std::chrono::steady_clock::now() > until)
+            return false;
+        std::this_thread::sleep_for(10ms);
+    }
+    return true;
+}
+
+// The peak resident size of process `pid` (VmHWM), in KiB; 0 if it cannot be read.
+std::size_t vm_hwm_kb(pid_t pid);
 
 // Paths of the binaries under test, from CMake.
 std::string udshttpd_path();

@@ -21,6 +21,10 @@ namespace udshttp::proto {
 /// The longest Unix socket path Linux accepts: sizeof(sockaddr_un::sun_path) minus the NUL.
 inline constexpr std::size_t max_unix_path_length = 107;
 
+/// The longest abstract socket name (after the '@'): the NUL that marks an abstract name takes
+/// the first byte of sun_path, and Asio's local endpoint keeps one more for a terminator.
+inline constexpr std::size_t max_abstract_name_length = max_unix_path_length - 1;
+
 /// The kinds of endpoint.
 enum class transport {
     unix_path,     ///< a socket file in the filesystem

@@ -61,6 +61,7 @@ struct server_options {
     /// reading a body or writing a response; beyond it the connection is closed.
     std::chrono::milliseconds idle_timeout{60'000};
     /// Open connections across all listeners; beyond it new ones get 503 and are closed.
+    /// start() lowers it, with a warning, to what RLIMIT_NOFILE leaves room for.
     std::size_t max_connections = 10'000;
     /// Mode of socket files this server creates, applied before listen() so the socket is
     /// never reachable with looser permissions.
@@ -112,6 +113,10 @@ public:
     /// socket files this process created. Idempotent; callable from any thread but not from a
     /// handler.
     void stop();
+
+    /// Opens the access log file again, for logrotate (udshttpd does it on SIGHUP). On failure
+    /// it logs why and keeps writing to the file it had. Callable from any thread.
+    void reopen_logs();
 
     /// The endpoints actually bound, in the order given (TCP port 0 replaced by the real port,
     /// relative socket paths made absolute). Valid after start().
