@@ -14,10 +14,18 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/wait.h>
 
 #include <atomic>
 #include <filesystem>
+#include <regex>
 #include <thread>
 
 using namespace udshttp;
@@ -79,6 +87,43 @@ std::string chunked_head(const std::string& target) {
 
 std::string metrics_of(const proto::endpoint& ep) {
     return body_of(roundtrip(ep, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+}
+
+mode_t mode_of(const std::string& path) {
+    struct stat st {};
+    REQUIRE(::lstat(path.c_str(), &st) == 0);
+    return st.st_mode & 07777;
+}
+
+// udshttpd as a child with stderr on a pipe (the read end is returned); ready once it prints
+// where it listens.
+struct piped_daemon {
+    temp_dir dir;
+    int read_fd = -1;
+    std::unique_ptr<child> proc;
+    proto::endpoint ep = proto::endpoint::unix_path(dir.file("p.sock"));
+
+    explicit piped_daemon(std::vector<std::string> extra) {
+        int fds[2];
+        REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+        read_fd = fds[0];
+        std::vector<std::string> argv{udshttpd_path(), "--listen", ep.address};
+        argv.insert(argv.end(), extra.begin(), extra.end());
+        proc = std::make_unique<child>(
+            argv, dir,
+            child::spawn_options{
+                .uid = {}, .env = {}, .stdin_file = {}, .groups = {}, .stderr_fd = fds[1]});
+        ::close(fds[1]);
+        REQUIRE(eventually([&] { return raw_socket(ep).connected(); }));
+    }
+    ~piped_daemon() {
+        proc.reset();
+        ::close(read_fd);
+    }
+};
+
+std::string get(const proto::endpoint& ep, const std::string& target) {
+    return roundtrip(ep, "GET " + target + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
 }
 
 } // namespace
@@ -293,5 +338,271 @@ TEST_SUITE("adversarial") {
         const auto cli = run({udshttpd_path(), "--listen", "@" + name}, dir);
         CHECK(cli.code == 2);
         CHECK(cli.err.find("the limit is 106") != std::string::npos);
+    }
+
+    TEST_CASE("PATH.lock: one that was there is never removed - a FIFO or symlink is refused") {
+        temp_dir dir;
+        const auto path = dir.file("s.sock");
+        const auto lock = path + ".lock";
+        const auto start = [&] {
+            service::server srv({.listen = {proto::endpoint::unix_path(path)}});
+            try {
+                srv.start();
+            } catch (const service::startup_error& e) {
+                return std::string(e.what());
+            }
+            srv.stop();
+            return std::string();
+        };
+        write_file(lock, "another program's lock");
+        CHECK(start().empty());
+        CHECK(read_file(lock) == "another program's lock");
+        // Refusing to start (PATH is a regular file) leaves the lock file too.
+        write_file(path, "data");
+        CHECK(start().find("not a socket; it was left untouched") != std::string::npos);
+        CHECK(read_file(lock) == "another program's lock");
+        std::filesystem::remove(path);
+        std::filesystem::remove(lock);
+
+        REQUIRE(::mkfifo(lock.c_str(), 0600) == 0); // opening it must not block either
+        CHECK(start() == "refusing to listen on " + path + ": its lock file " + lock +
+                             " is a FIFO, not a regular file; it was left untouched");
+        CHECK(std::filesystem::is_fifo(lock));
+        std::filesystem::remove(lock);
+
+        write_file(dir.file("target"), "x");
+        std::filesystem::create_symlink(dir.file("target"), lock);
+        CHECK(start().find("refusing the symbolic link " + lock) != std::string::npos);
+        CHECK(std::filesystem::is_symlink(lock));
+        CHECK(read_file(dir.file("target")) == "x");
+    }
+
+    TEST_CASE("the stale-socket probe never waits: a full listen queue means 'already serving'") {
+        temp_dir dir;
+        const auto path = dir.file("busy.sock");
+        const int listening = bind_unix_socket(path, 0);
+        REQUIRE(listening >= 0);
+        // Fill its queue: the next connect would block (or here: fail with EAGAIN).
+        std::vector<int> queued;
+        for (int i = 0; i < 64; ++i) {
+            const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+            sockaddr_un addr{};
+            addr.sun_family = AF_UNIX;
+            std::memcpy(addr.sun_path, path.data(), path.size());
+            const bool full = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 &&
+                              errno == EAGAIN;
+            queued.push_back(fd);
+            if (full)
+                break;
+        }
+        const auto r = run({udshttpd_path(), "--listen", path}, dir, {}, 10s);
+        CHECK(r.code == 1);
+        CHECK(r.err.find("already serving on " + path) != std::string::npos);
+        for (const int fd : queued)
+            ::close(fd);
+        ::close(listening);
+    }
+
+    TEST_CASE("a failed --socket-owner leaves no socket behind") {
+        temp_dir dir;
+        ::chmod(dir.path().c_str(), 0777);
+        const auto path = dir.file("o.sock");
+        // Only root may give a file away: as anyone else (nobody, when this runs as root) the
+        // chown fails after bind.
+        child::spawn_options as;
+        if (::geteuid() == 0)
+            as.uid = nobody;
+        const auto r =
+            run({udshttpd_path(), "--listen", path, "--socket-owner", "0", "--socket-group", "0"},
+                dir, as, 10s);
+        CHECK(r.code == 1);
+        CHECK(r.err.find("cannot set owner/group of socket " + path) != std::string::npos);
+        CHECK_FALSE(std::filesystem::exists(path));
+        CHECK_FALSE(std::filesystem::exists(path + ".lock"));
+    }
+
+    TEST_CASE("the mode is exact whatever the umask - and never set through a swapped symlink") {
+        temp_dir dir;
+        const auto path = dir.file("m.sock");
+        const auto old_mask = ::umask(077);
+        {
+            service::server srv(
+                {.listen = {proto::endpoint::unix_path(path)}, .socket_mode = 0666});
+            srv.start();
+            CHECK(mode_of(path) == 0666);
+        }
+        ::umask(old_mask);
+
+        // A local user who can write in the directory swaps a symlink to root's 0600 file in
+        // right after bind() (the shim does it at exactly that moment): the server refuses to
+        // go on, and the file keeps its mode.
+        const auto victim = dir.file("victim");
+        write_file(victim, "secret");
+        ::chmod(victim.c_str(), 0600);
+        const auto link = dir.file("swap");
+        std::filesystem::create_symlink(victim, link);
+        const auto r =
+            run({udshttpd_path(), "--listen", path, "--socket-mode", "0666"}, dir,
+                {.uid = {},
+                 .env = {"LD_PRELOAD=" UDSHTTP_TEST_SWAP_AFTER_BIND, "UDSHTTP_SWAP_LINK=" + link,
+                         "ASAN_OPTIONS=verify_asan_link_order=0"},
+                 .stdin_file = {}},
+                10s);
+        CHECK(std::filesystem::is_symlink(path)); // the swap happened
+        CHECK(mode_of(victim) == 0600);
+        CHECK(r.code == 1);
+        CHECK(r.err.find("refusing to listen on " + path +
+                         ": it was replaced by a symbolic link right after bind") !=
+              std::string::npos);
+        CHECK(read_file(victim) == "secret");
+    }
+
+    TEST_CASE("abstract sockets refuse --socket-mode - --socket-owner - --socket-group") {
+        temp_dir dir;
+        for (const std::vector<std::string>& opt :
+             {std::vector<std::string>{"--socket-mode", "0600"},
+              {"--socket-owner", "0"},
+              {"--socket-group", "0"}}) {
+            auto argv = std::vector<std::string>{udshttpd_path(), "--listen", "@udshttp-adv"};
+            argv.insert(argv.end(), opt.begin(), opt.end());
+            const auto r = run(argv, dir, {}, 10s);
+            CHECK(r.code == 2);
+            CHECK(r.err.find(opt[0] + " does not apply to abstract socket unix:@udshttp-adv") !=
+                  std::string::npos);
+            CHECK(r.err.find("--allow-uid/--allow-gid") != std::string::npos);
+        }
+        const auto help = run({udshttpd_path(), "--help"}, dir);
+        CHECK(help.out.find("An abstract socket (@name) has no file") != std::string::npos);
+    }
+
+    TEST_CASE("peer-caused diagnostics share a budget - the suppressed are counted") {
+        daemon_fixture d(false, {"--allow-uid", "12345", "--allow-gid", "12345"});
+        const auto ep = proto::endpoint::unix_path(d.socket_path());
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int i = 0; i < 300; ++i)
+            raw_socket(ep).read_all();
+        std::this_thread::sleep_for(1100ms); // a new window: the next line carries the count
+        raw_socket(ep).read_all();
+        const auto seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const auto err = [&] { return d.proc->err(); };
+        CHECK(eventually(
+            [&] { return err().find("suppressed before this one") != std::string::npos; }));
+        std::size_t lines = 0;
+        for (std::size_t at = 0; (at = err().find("refused a connection", at)) != std::string::npos;
+             ++at)
+            ++lines;
+        MESSAGE(lines << " refusal lines for 301 refusals in " << seconds << " s");
+        CHECK(lines <= 20 * (static_cast<std::size_t>(seconds) + 2));
+    }
+
+    TEST_CASE("a log pipe nobody reads never stalls the server") {
+        piped_daemon d({"--access-log", "-"});
+        // 4 KiB targets, 2,000 requests: ~8 MiB of access log against a 64 KiB pipe.
+        const std::string target = "/hello/" + std::string(4000, 'x');
+        int answered = 0;
+        for (int i = 0; i < 2000; ++i)
+            if (status_line(get(d.ep, target)) == "HTTP/1.1 200 OK")
+                ++answered;
+        CHECK(answered == 2000);
+        // What did not fit was dropped and will be counted once the pipe is read.
+        char buf[65536];
+        std::string seen;
+        for (int i = 0; i < 400 && seen.find("line(s) dropped") == std::string::npos; ++i) {
+            const auto n = ::read(d.read_fd, buf, sizeof buf);
+            if (n <= 0)
+                break;
+            seen.append(buf, static_cast<std::size_t>(n));
+        }
+        CHECK(seen.find("access log line(s) dropped: the log was not read fast enough") !=
+              std::string::npos);
+    }
+
+    TEST_CASE("--threads 2 with the access log on a pipe: every line is one JSON object") {
+        piped_daemon d({"--threads", "2", "--access-log", "-", "--log-level", "error"});
+        std::string log;
+        std::thread reader([&] {
+            char buf[65536];
+            for (;;) {
+                const auto n = ::read(d.read_fd, buf, sizeof buf);
+                if (n <= 0)
+                    return;
+                log.append(buf, static_cast<std::size_t>(n));
+            }
+        });
+        // Lines longer than PIPE_BUF (4096), from two workers at once.
+        std::vector<std::thread> clients;
+        for (int c = 0; c < 4; ++c)
+            clients.emplace_back([&, c] {
+                const auto target = "/hello/" + std::string(6000, static_cast<char>('a' + c));
+                for (int i = 0; i < 150; ++i)
+                    get(d.ep, target);
+            });
+        for (auto& t : clients)
+            t.join();
+        d.proc->signal(SIGTERM);
+        CHECK(d.proc->wait(10s) == 0);
+        reader.join();
+        std::size_t lines = 0, bad = 0;
+        std::istringstream in(log);
+        for (std::string line; std::getline(in, line); ++lines)
+            if (!nlohmann::json::accept(line))
+                ++bad;
+        CHECK(lines == 600);
+        CHECK(bad == 0);
+    }
+
+    TEST_CASE("SIGHUP reopens the access log and the server keeps serving") {
+        temp_dir logs;
+        const auto file = logs.file("access.log");
+        daemon_fixture d(false, {"--access-log", file});
+        const auto ep = proto::endpoint::unix_path(d.socket_path());
+        CHECK(body_of(get(ep, "/hello/before")) == "Hello before");
+        CHECK(
+            eventually([&] { return read_file(file).find("/hello/before") != std::string::npos; }));
+        std::filesystem::rename(file, file + ".1"); // what logrotate does
+        d.proc->signal(SIGHUP);
+        CHECK(eventually([&] { return std::filesystem::exists(file); }));
+        CHECK(body_of(get(ep, "/hello/after")) == "Hello after");
+        CHECK(
+            eventually([&] { return read_file(file).find("/hello/after") != std::string::npos; }));
+        CHECK(read_file(file + ".1").find("/hello/after") == std::string::npos);
+        d.proc->signal(SIGTERM);
+        CHECK(d.proc->wait(10s) == 0);
+    }
+
+    TEST_CASE("RLIMIT_NOFILE below --max-connections: the limit is lowered and said") {
+        temp_dir dir;
+        const auto path = dir.file("f.sock");
+        child d({"prlimit", "--nofile=256:256", udshttpd_path(), "--listen", path}, dir);
+        REQUIRE(d.wait_for_output("listening on"));
+        CHECK(d.err().find("max-connections lowered from 10000 to 128: the open-files limit "
+                           "(RLIMIT_NOFILE) is 256 descriptors") != std::string::npos);
+        // 160 connections that send nothing: 128 are taken in and wait for a request; the
+        // other 32 get 503 at once instead of waiting unanswered while accept() fails.
+        const auto ep = proto::endpoint::unix_path(path);
+        std::vector<std::unique_ptr<raw_socket>> open;
+        for (int i = 0; i < 160; ++i)
+            open.push_back(std::make_unique<raw_socket>(ep, 5s));
+        const auto answered = [&] {
+            std::vector<pollfd> fds;
+            for (auto& s : open)
+                fds.push_back({.fd = s->fd(), .events = POLLIN, .revents = 0});
+            ::poll(fds.data(), fds.size(), 0);
+            return std::count_if(fds.begin(), fds.end(),
+                                 [](const pollfd& p) { return p.revents != 0; });
+        };
+        CHECK(eventually([&] { return answered() == 32; }));
+        std::this_thread::sleep_for(200ms); // and no more than 32
+        CHECK(answered() == 32);
+        int unavailable = 0;
+        for (auto& s : open) {
+            pollfd p{.fd = s->fd(), .events = POLLIN, .revents = 0};
+            if (::poll(&p, 1, 0) == 1)
+                unavailable += status_line(s->read_all()) == "HTTP/1.1 503 Service Unavailable";
+        }
+        CHECK(unavailable == 32);
+        open.clear();
+        CHECK(status_line(get(ep, "/hello")) == "HTTP/1.1 200 OK");
     }
 }

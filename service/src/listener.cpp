@@ -10,6 +10,7 @@
 
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -78,6 +79,11 @@ listener::listener(worker& home, const proto::endpoint& where, const server_opti
         acceptor_.open(ep.protocol(), ec);
         if (ec)
             fail(ec, where, "socket");
+        // Linux gives a socket file the mode of the socket's inode, less the umask: set here,
+        // the file is never created looser than --socket-mode (socket_file::bound() adds what
+        // the umask took away).
+        if (where.kind == proto::transport::unix_path)
+            ::fchmod(acceptor_.native_handle(), static_cast<mode_t>(options.socket_mode & 0777));
         if (!is_unix_) {
             acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
             if (ep.protocol().family() == AF_INET6)

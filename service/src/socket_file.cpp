@@ -28,9 +28,11 @@ std::string describe(mode_t mode) {
     return "not a socket";
 }
 
-// connect() to an existing socket file: 0 when a server answers, else the errno.
+// A non-blocking connect() to an existing socket file: 0 when a server accepts it, EAGAIN when
+// one is listening with a full queue (alive, just busy), else the errno. Never waits: a
+// blocking connect to a full queue would hang the start while holding the lock.
 int probe(const std::string& path) {
-    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return errno;
     sockaddr_un addr{};
@@ -40,6 +42,10 @@ int probe(const std::string& path) {
     const int err = rc == 0 ? 0 : errno;
     ::close(fd);
     return err;
+}
+
+bool same_file(const struct stat& a, const struct stat& b) {
+    return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
 
 } // namespace
@@ -57,20 +63,7 @@ socket_file::socket_file(std::string path) : path_(std::move(path)), lock_path_(
                             "cannot listen on unix:" + path_ + ": directory '" + parent.string() +
                                 "' does not exist");
 
-    lock_fd_ = ::open(lock_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (lock_fd_ < 0)
-        throw_errno(errno,
-                    "cannot listen on unix:" + path_ + ": cannot open lock file " + lock_path_);
-    if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
-        const int err = errno;
-        ::close(lock_fd_);
-        lock_fd_ = -1; // the lock file belongs to the server that holds it
-        if (err == EWOULDBLOCK)
-            throw startup_error(
-                boost::system::error_code(EADDRINUSE, boost::system::system_category()),
-                "already serving on " + path_ + " (another server holds " + lock_path_ + ")");
-        throw_errno(err, "cannot listen on unix:" + path_ + ": cannot lock " + lock_path_);
-    }
+    lock();
 
     struct stat st {};
     if (::lstat(path_.c_str(), &st) != 0) {
@@ -87,10 +80,12 @@ socket_file::socket_file(std::string path) : path_(std::move(path)), lock_path_(
                                 describe(st.st_mode) + ", not a socket; it was left untouched");
     }
     const int err = probe(path_);
-    if (err == 0) {
+    if (err == 0 || err == EAGAIN) {
         release();
         throw startup_error(boost::system::error_code(EADDRINUSE, boost::system::system_category()),
-                            "already serving on " + path_ + " (a server answered on it)");
+                            "already serving on " + path_ +
+                                (err == 0 ? " (a server answered on it)"
+                                          : " (a server listens on it; its queue is full)"));
     }
     if (err != ECONNREFUSED) {
         release();
@@ -104,21 +99,103 @@ socket_file::socket_file(std::string path) : path_(std::move(path)), lock_path_(
     }
 }
 
+void socket_file::lock() {
+    const auto fail = [this](int err, const std::string& what) {
+        throw_errno(err, "cannot listen on unix:" + path_ + ": " + what + " " + lock_path_);
+    };
+    // Flags for every open: never follow a symlink planted at PATH.lock, never block on a FIFO.
+    constexpr int flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK;
+    for (int attempt = 0; attempt < 8; ++attempt) {
+        created_lock_ = true;
+        lock_fd_ = ::open(lock_path_.c_str(), flags | O_CREAT | O_EXCL, 0600);
+        if (lock_fd_ < 0 && errno == EEXIST) {
+            created_lock_ = false; // someone else's (or a crashed server's): never unlinked
+            lock_fd_ = ::open(lock_path_.c_str(), flags);
+        }
+        if (lock_fd_ < 0) {
+            if (errno == ENOENT)
+                continue; // its holder removed it between our two opens
+            fail(errno, errno == ELOOP ? "refusing the symbolic link" : "cannot open lock file");
+        }
+        struct stat held {};
+        if (::fstat(lock_fd_, &held) != 0) {
+            const int err = errno;
+            ::close(lock_fd_);
+            lock_fd_ = -1;
+            fail(err, "cannot stat lock file");
+        }
+        if (!S_ISREG(held.st_mode)) {
+            ::close(lock_fd_);
+            lock_fd_ = -1;
+            throw startup_error(boost::system::error_code(EEXIST, boost::system::system_category()),
+                                "refusing to listen on " + path_ + ": its lock file " + lock_path_ +
+                                    " is " + describe(held.st_mode) +
+                                    ", not a regular file; it was left untouched");
+        }
+        if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+            const int err = errno;
+            ::close(lock_fd_);
+            lock_fd_ = -1; // the lock file belongs to the server that holds it
+            if (err == EWOULDBLOCK)
+                throw startup_error(
+                    boost::system::error_code(EADDRINUSE, boost::system::system_category()),
+                    "already serving on " + path_ + " (another server holds " + lock_path_ + ")");
+            fail(err, "cannot lock");
+        }
+        // Held - if PATH.lock is still the file we locked. A holder that created it unlinks it
+        // on exit (while still holding it); had we opened it just before, we now hold a lock
+        // on a file nobody else will ever open, and must start over on the new one.
+        struct stat now {};
+        if (::stat(lock_path_.c_str(), &now) == 0 && same_file(now, held))
+            return;
+        ::close(lock_fd_);
+        lock_fd_ = -1;
+    }
+    fail(EAGAIN, "kept changing while locking");
+}
+
 void socket_file::bound(const server_options& options) {
-    if (::chmod(path_.c_str(), static_cast<mode_t>(options.socket_mode)) != 0)
-        throw_errno(errno, "cannot set mode of socket " + path_);
+    // Everything after bind() goes through one descriptor of the path as it is now (O_PATH,
+    // no symlink followed): a file swapped in after bind() cannot redirect the mode or owner
+    // to something else. bind() itself created the socket with at most the mode (the listener
+    // fchmod()s the socket first, and Linux applies that mode, less the umask, to the file),
+    // so the file is never looser than asked, only possibly tighter until the chmod below.
+    const int fd = ::open(path_.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        throw_errno(errno, "cannot open socket " + path_ + " after bind");
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) {
+        const int err = errno;
+        ::close(fd);
+        throw_errno(err, "cannot stat socket " + path_ + " after bind");
+    }
+    if (!S_ISSOCK(st.st_mode)) {
+        ::close(fd);
+        throw startup_error(boost::system::error_code(EEXIST, boost::system::system_category()),
+                            "refusing to listen on " + path_ + ": it was replaced by " +
+                                describe(st.st_mode) + " right after bind; it was left untouched");
+    }
+    dev_ = st.st_dev;
+    ino_ = st.st_ino;
+    have_inode_ = true; // from here on a failure removes the socket (release())
+    const auto mode = static_cast<mode_t>(options.socket_mode & 07777);
+    // chmod() through /proc/self/fd changes exactly the inode the descriptor names.
+    const auto by_fd = "/proc/self/fd/" + std::to_string(fd);
+    if ((st.st_mode & 07777) != mode && ::chmod(by_fd.c_str(), mode) != 0) {
+        const int err = errno;
+        ::close(fd);
+        throw_errno(err, "cannot set mode of socket " + path_);
+    }
     if (options.socket_owner || options.socket_group) {
         const uid_t uid = options.socket_owner.value_or(static_cast<uid_t>(-1));
         const gid_t gid = options.socket_group.value_or(static_cast<gid_t>(-1));
-        if (::lchown(path_.c_str(), uid, gid) != 0)
-            throw_errno(errno, "cannot set owner/group of socket " + path_);
+        if (::fchownat(fd, "", uid, gid, AT_EMPTY_PATH) != 0) {
+            const int err = errno;
+            ::close(fd);
+            throw_errno(err, "cannot set owner/group of socket " + path_);
+        }
     }
-    struct stat st {};
-    if (::lstat(path_.c_str(), &st) != 0)
-        throw_errno(errno, "cannot stat socket " + path_ + " after bind");
-    dev_ = st.st_dev;
-    ino_ = st.st_ino;
-    have_inode_ = true;
+    ::close(fd);
 }
 
 socket_file::~socket_file() {
@@ -134,7 +211,10 @@ void socket_file::release() noexcept {
         have_inode_ = false;
     }
     if (lock_fd_ >= 0) {
-        ::unlink(lock_path_.c_str());
+        // Only a lock file this process created, and only while holding it (lock() explains
+        // why a starter that opened it meanwhile is not fooled).
+        if (created_lock_)
+            ::unlink(lock_path_.c_str());
         ::close(lock_fd_);
         lock_fd_ = -1;
     }

@@ -64,7 +64,7 @@ child::child(std::vector<std::string> argv, const temp_dir& dir, spawn_options o
         const int out = ::open(out_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
         const int err = ::open(err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
         ::dup2(out, 1);
-        ::dup2(err, 2);
+        ::dup2(options.stderr_fd ? *options.stderr_fd : err, 2);
         const int in =
             ::open(options.stdin_file.empty() ? "/dev/null" : options.stdin_file.c_str(), O_RDONLY);
         ::dup2(in, 0);

@@ -50,6 +50,7 @@ public:
         std::vector<std::string> env; // extra NAME=value entries
         std::string stdin_file;       // redirect stdin from this file
         std::vector<gid_t> groups;    // with uid: the only supplementary groups
+        std::optional<int> stderr_fd; // stderr to this descriptor (a pipe) instead of a file
     };
     child(std::vector<std::string> argv, const temp_dir& dir, spawn_options options = {});
     ~child();
