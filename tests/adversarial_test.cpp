@@ -126,6 +126,65 @@ std::string get(const proto::endpoint& ep, const std::string& target) {
     return roundtrip(ep, "GET " + target + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
 }
 
+// A hostile server: on each connection it reads the request head, sends `head`, then `filler`
+// again and again (pausing `pause` between pieces) until the client hangs up or `limit` bytes
+// went out.
+class hostile_server {
+public:
+    hostile_server(std::string head, std::string filler, std::size_t limit,
+                   std::chrono::milliseconds pause = 0ms)
+        : path_(dir_.file("h.sock")), fd_(bind_unix_socket(path_, 8)) {
+        thread_ = std::thread([=, this] {
+            for (;;) {
+                const int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+                if (c < 0)
+                    return;
+                send_timeout(c, 5s);
+                std::string got;
+                char buf[4096];
+                while (got.find("\r\n\r\n") == std::string::npos) {
+                    const auto n = ::recv(c, buf, sizeof buf, 0);
+                    if (n <= 0)
+                        break;
+                    got.append(buf, static_cast<std::size_t>(n));
+                }
+                std::string block;
+                while (block.size() < (pause > 0ms ? 1 : 64 * 1024) * filler.size())
+                    block += filler;
+                bool ok = ::send(c, head.data(), head.size(), MSG_NOSIGNAL) > 0;
+                for (std::size_t sent = 0; ok && sent < limit && !stop_; sent += block.size()) {
+                    ok = ::send(c, block.data(), block.size(), MSG_NOSIGNAL) > 0;
+                    if (pause > 0ms)
+                        std::this_thread::sleep_for(pause);
+                }
+                ::close(c);
+            }
+        });
+    }
+    ~hostile_server() {
+        stop_ = true;
+        ::shutdown(fd_, SHUT_RDWR);
+        thread_.join();
+        ::close(fd_);
+    }
+    std::string url(const std::string& target = "/") const {
+        return proto::make_url(proto::endpoint::unix_path(path_), target);
+    }
+
+private:
+    temp_dir dir_;
+    std::string path_;
+    int fd_;
+    std::atomic<bool> stop_{false};
+    std::thread thread_;
+};
+
+std::size_t resident_now_kb() {
+    const auto status = read_file("/proc/self/status");
+    const auto at = status.find("VmRSS:");
+    return at == std::string::npos ? 0 : std::strtoul(status.c_str() + at + 6, nullptr, 10);
+}
+
 } // namespace
 
 TEST_SUITE("adversarial") {
@@ -604,5 +663,88 @@ TEST_SUITE("adversarial") {
         CHECK(unavailable == 32);
         open.clear();
         CHECK(status_line(get(ep, "/hello")) == "HTTP/1.1 200 OK");
+    }
+
+    TEST_CASE("client: endless chunk extensions - trailers - header fields are refused in bounded "
+              "memory") {
+        const std::string chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        struct attack {
+            std::string name;
+            std::string head, filler;
+        };
+        for (const auto& a : {attack{"chunk extension", chunked + "1;", "x"},
+                              attack{"chunk-size line", chunked, "0"},
+                              attack{"trailer", chunked + "0\r\n", "a:b\r\n"},
+                              attack{"header fields", "HTTP/1.1 200 OK\r\n", "a:b\r\n"}}) {
+            CAPTURE(a.name);
+            hostile_server evil(a.head, a.filler, 256u << 20);
+            const auto before = resident_now_kb();
+            client::client c;
+            const auto r = c.get(evil.url());
+            REQUIRE_FALSE(r);
+            CHECK(r.error().code == make_error_code(errc::protocol_error));
+            CHECK(r.error().message.find(a.name == "header fields"
+                                             ? "header block exceeds"
+                                             : "does not fit the read buffer") !=
+                  std::string::npos);
+            const auto grew = resident_now_kb() - std::min(before, resident_now_kb());
+            MESSAGE(a.name << ": " << r.error().message << " (resident +" << grew << " KiB)");
+            if (resident_checked())
+                CHECK(grew < 16 * 1024);
+        }
+    }
+
+    TEST_CASE("client: the deadline fires while a server trickles an endless trailer") {
+        // 5 bytes every 20 ms would take minutes to fill the read buffer: -m 1s must end it.
+        hostile_server evil("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n", "a:b\r\n",
+                            1u << 20, 20ms);
+        temp_dir dir;
+        const auto t0 = std::chrono::steady_clock::now();
+        const auto r = run({udshttp_path(), "-sS", "-m", "1s", evil.url()}, dir, {}, 20s);
+        const auto took = std::chrono::steady_clock::now() - t0;
+        CHECK(r.code == 28);
+        CHECK(r.err.find("deadline") != std::string::npos);
+        CHECK(took < 4s);
+    }
+
+    TEST_CASE("client: a method or header with CR or LF is refused - never sent") {
+        server_fixture srv(true, {.access_log = {}});
+        client::client c;
+        const auto url = srv.url("/echo");
+        const auto injected =
+            c.send({.method = "GET", .url = url, .headers = {{"X", "a\r\nInjected: 1"}}});
+        REQUIRE_FALSE(injected);
+        CHECK(injected.error().code == make_error_code(errc::invalid_request));
+        CHECK(injected.error().message.find("the value of header 'X' holds a control byte") !=
+              std::string::npos);
+        for (const std::string method : {"GET /x HTTP/1.1\r\nHost: y\r\n\r\nGET", "GE T", ""}) {
+            const auto r = c.send({.method = method, .url = url});
+            REQUIRE_FALSE(r);
+            CHECK(r.error().code == make_error_code(errc::invalid_request));
+        }
+        for (const std::string name : {"X\r\nY", "A B", "A:B", ""}) {
+            const auto r = c.send({.method = "GET", .url = url, .headers = {{name, "v"}}});
+            REQUIRE_FALSE(r);
+            CHECK(r.error().code == make_error_code(errc::invalid_request));
+        }
+        // A tab and obs-text are fine in a value.
+        CHECK(c.send({.method = "GET", .url = url, .headers = {{"X", "a\tb\xC3\xA9"}}}));
+
+        temp_dir dir;
+        const auto cli = run({udshttp_path(), "-sS", "-H", "X: a\r\nInjected: 1", url}, dir);
+        CHECK(cli.code == 43);
+        CHECK(cli.err.find("holds a control byte") != std::string::npos);
+        const auto method = run({udshttp_path(), "-sS", "-X", "GET\r\nX:", url}, dir);
+        CHECK(method.code == 43);
+    }
+
+    TEST_CASE("client: --unix-socket \"\" is an error, never a fallback to TCP") {
+        temp_dir dir;
+        for (const std::string flag : {"--unix-socket", "--abstract-unix-socket"}) {
+            const auto r = run({udshttp_path(), flag, "", "http://localhost/"}, dir);
+            CHECK(r.code == 2);
+            CHECK(r.err.find(flag + ": the socket") != std::string::npos);
+            CHECK(r.err.find("is empty") != std::string::npos);
+        }
     }
 }

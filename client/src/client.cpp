@@ -1,6 +1,7 @@
 #include <udshttp/client/client.hpp>
 
 #include <udshttp/client/async_client.hpp>
+#include <udshttp/proto/text.hpp>
 #include <udshttp/proto/url.hpp>
 
 #include <boost/asio/as_tuple.hpp>
@@ -47,10 +48,13 @@ using timer_type = asio::basic_waitable_timer<clock, asio::wait_traits<clock>, e
 using grace_timer = use_tuple::as_default_on_t<timer_type>;
 template <class T = void> using awaitable = asio::awaitable<T, executor>;
 
+constexpr std::size_t read_piece = 64 * 1024;
+
 struct connection {
-    explicit connection(executor ex) : socket(std::move(ex)) {}
+    connection(executor ex, std::size_t max_header)
+        : socket(std::move(ex)), buffer(max_header + read_piece) {}
     socket_type socket;
-    beast::flat_buffer buffer;
+    beast::flat_buffer buffer; // capped: see client_options::max_header_bytes
     clock::time_point idle_since;
 };
 using connection_ptr = std::unique_ptr<connection>;
@@ -235,7 +239,7 @@ private:
 
 awaitable<result<connection_ptr>> core::connect(const proto::endpoint& where, watchdog& wd,
                                                 deadlines limits) {
-    auto c = std::make_unique<connection>(ex_);
+    auto c = std::make_unique<connection>(ex_, options.max_header_bytes);
     const auto connect_deadline = clock::now() + limits.connect;
     if (connect_deadline < wd.total())
         wd.watch(c.get(), connect_deadline, watchdog::kind::connect);
@@ -395,6 +399,45 @@ awaitable<> core::send_request(connection& c, http::request<http::buffer_body>& 
     }
 }
 
+// One step of parsing the response from c.buffer, reading when the parser needs more; the
+// bounds Beast 1.81 lacks are kept here (the server's session.cpp does the same): the buffer is
+// capped, and the header block is counted across every put() against max_header. Returns the
+// error (need_buffer: the body buffer is full) and adds the bytes read to `read`.
+template <class Parser>
+awaitable<boost::system::error_code> parse_some(connection& c, Parser& p, std::size_t max_header,
+                                                std::size_t& head_bytes, std::uint64_t& read) {
+    for (;;) {
+        boost::system::error_code ec;
+        if (c.buffer.size() > 0) {
+            const bool in_head = !p.is_header_done();
+            const auto used = p.put(c.buffer.data(), ec);
+            c.buffer.consume(used);
+            if (in_head) {
+                head_bytes += used;
+                if (head_bytes + (p.is_header_done() ? 0 : c.buffer.size()) > max_header)
+                    co_return http::error::header_limit;
+            }
+            if (ec != http::error::need_more)
+                co_return ec;
+        }
+        const auto room = std::min(read_piece, c.buffer.max_size() - c.buffer.size());
+        if (room == 0)
+            co_return http::error::buffer_overflow;
+        auto [rec, n] = co_await c.socket.async_read_some(c.buffer.prepare(room));
+        if (rec) {
+            if (rec != asio::error::eof)
+                co_return rec;
+            // End of stream: a body that runs to the close ends here; anything else is cut.
+            if (!p.got_some())
+                co_return http::error::end_of_stream;
+            p.put_eof(ec);
+            co_return ec;
+        }
+        c.buffer.commit(n);
+        read += n;
+    }
+}
+
 awaitable<> core::read_response(connection& c, const request& req, const download* dl,
                                 exchange& x) {
     // However the read ends, a writer waiting out its grace period (send_request) need not
@@ -410,12 +453,15 @@ awaitable<> core::read_response(connection& c, const request& req, const downloa
     std::optional<http::response_parser<http::buffer_body>> p;
     do { // interim 1xx answers (100 Continue) are read and skipped
         p.emplace();
-        p->header_limit(64 * 1024);
+        p->header_limit(static_cast<std::uint32_t>(
+            std::min<std::size_t>(options.max_header_bytes, UINT32_MAX)));
         p->body_limit(boost::none); // limited below, where the body goes to memory
         if (req.method == "HEAD")
             p->skip(true);
-        auto [ec, n] = co_await http::async_read_header(c.socket, c.buffer, *p);
-        x.read_bytes += n;
+        std::size_t head_bytes = 0;
+        boost::system::error_code ec;
+        while (!ec && !p->is_header_done())
+            ec = co_await parse_some(c, *p, options.max_header_bytes, head_bytes, x.read_bytes);
         if (ec) {
             x.read_ec = ec;
             co_return;
@@ -465,8 +511,8 @@ awaitable<> core::read_response(connection& c, const request& req, const downloa
         }
         m.body().data = into;
         m.body().size = room;
-        auto [ec, n] = co_await http::async_read_some(c.socket, c.buffer, *p);
-        x.read_bytes += n;
+        std::size_t no_head = 0;
+        const auto ec = co_await parse_some(c, *p, options.max_header_bytes, no_head, x.read_bytes);
         if (ec && ec != http::error::need_buffer) {
             x.read_ec = ec;
             co_return;
@@ -504,6 +550,37 @@ awaitable<> core::read_response(connection& c, const request& req, const downloa
     }
 }
 
+// RFC 9110 5.6.2 token characters: what a method and a field name are made of.
+bool is_token(std::string_view s) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char ch) {
+        const auto c = static_cast<unsigned char>(ch);
+        return std::isalnum(c) ||
+               std::string_view("!#$%&'*+-.^_`|~").find(ch) != std::string_view::npos;
+    });
+}
+
+// Why the request must not go out as it is, or nullopt. A CR or LF in a method, name or value
+// would end the line early and let the rest pass for fields or a second request (header
+// injection, request smuggling); every caller of the library is protected here.
+std::optional<std::string> refuse_to_send(const request& req) {
+    if (!is_token(req.method))
+        return "the method '" + proto::quote(req.method) +
+               "' is not an HTTP token (letters, digits and !#$%&'*+-.^_`|~)";
+    for (const auto& [name, value] : req.headers) {
+        if (!is_token(name))
+            return "the header name '" + proto::quote(name) +
+                   "' is not an HTTP token (no spaces, colons or control bytes)";
+        // RFC 9110 5.5: field values may hold HTAB, visible bytes and obs-text, no other CTL.
+        if (std::any_of(value.begin(), value.end(), [](char ch) {
+                const auto c = static_cast<unsigned char>(ch);
+                return (c < 0x20 && c != '\t') || c == 0x7f;
+            }))
+            return "the value of header '" + name + "' holds a control byte (CR, LF, NUL...): '" +
+                   proto::quote(value) + "'";
+    }
+    return std::nullopt;
+}
+
 awaitable<result<response>> core::perform(const request& req, const download* dl) {
     auto u = proto::url::parse(req.url);
     if (!u)
@@ -513,6 +590,9 @@ awaitable<result<response>> core::perform(const request& req, const download* dl
     const deadlines limits{req.connect_timeout.value_or(options.connect_timeout),
                            req.timeout.value_or(options.timeout)};
     watchdog wd(ex_, clock::now() + limits.total);
+
+    if (auto bad = refuse_to_send(req))
+        co_return error{make_error_code(errc::invalid_request), what + ": " + *bad};
 
     http::request<http::buffer_body> msg;
     if (const auto verb = http::string_to_verb(req.method); verb != http::verb::unknown)
@@ -594,6 +674,15 @@ awaitable<result<response>> core::perform(const request& req, const download* dl
             co_return failure(errc::protocol_error, "response body exceeds the client limit of " +
                                                         std::to_string(options.max_response_bytes) +
                                                         " bytes");
+        if (x.read_ec == http::error::buffer_overflow)
+            co_return failure(errc::protocol_error,
+                              "malformed response: a chunk-size line or trailer section does not "
+                              "fit the read buffer of " +
+                                  std::to_string(options.max_header_bytes + read_piece) + " bytes");
+        if (x.read_ec == http::error::header_limit)
+            co_return failure(errc::protocol_error,
+                              "malformed response: the header block exceeds the client limit of " +
+                                  std::to_string(options.max_header_bytes) + " bytes");
         if (x.read_ec &&
             x.read_ec.category() == http::make_error_code(http::error::bad_method).category())
             co_return failure(errc::protocol_error, "malformed response: " + x.read_ec.message());

@@ -37,6 +37,7 @@ enum exit_code : int {
     http_error = 22,
     write_error = 23,
     read_error = 26,
+    bad_argument = 43, // curl's CURLE_BAD_FUNCTION_ARGUMENT
     timed_out = 28,
     empty_reply = 52,
     recv_error = 56,
@@ -88,6 +89,7 @@ Exit status (curl's numbers):
   permission denied)   8 malformed reply   22 HTTP status >= 400 with --fail
   23 cannot write output   26 cannot read a data file   28 timeout
   52 empty reply   56 connection failed while receiving
+  43 a method or header with a control byte (CR, LF, NUL): never sent
 
 Examples:
   udshttp http+unix://%2Ftmp%2Fudshttp.sock/hello/Ada
@@ -265,8 +267,13 @@ cli parse_args(int argc, char** argv) {
             c.write_out = next();
         } else if (flag == "--unix-socket") {
             c.unix_socket = next();
+            // An unset shell variable must not quietly send the request over TCP instead.
+            if (c.unix_socket.empty())
+                usage_error("--unix-socket: the socket path is empty");
         } else if (flag == "--abstract-unix-socket") {
             c.abstract_socket = next();
+            if (c.abstract_socket.empty())
+                usage_error("--abstract-unix-socket: the socket name is empty");
         } else if (flag == "-m" || flag == "--max-time") {
             c.options.timeout = duration_arg(flag, next());
         } else if (flag == "--connect-timeout") {
@@ -339,6 +346,8 @@ int exit_code_for(const udshttp::error& e) {
         return empty_reply;
     case errc::protocol_error:
         return weird_reply;
+    case errc::invalid_request:
+        return bad_argument;
     default:
         return recv_error;
     }

@@ -15,7 +15,7 @@ struct error_info {
 };
 
 // The one table: enum <-> stable code string <-> HTTP status <-> human message.
-constexpr std::array<error_info, 23> table{{
+constexpr std::array<error_info, 24> table{{
     {errc::invalid_endpoint, "invalid_endpoint", 400, "invalid endpoint"},
     {errc::invalid_url, "invalid_url", 400, "invalid URL"},
     {errc::unsupported_scheme, "unsupported_scheme", 400, "unsupported URL scheme"},
@@ -42,6 +42,8 @@ constexpr std::array<error_info, 23> table{{
      "connection closed before a complete response"},
     {errc::protocol_error, "protocol_error", 500, "malformed HTTP response"},
     {errc::io_error, "io_error", 500, "I/O error"},
+    {errc::invalid_request, "invalid_request", 400,
+     "invalid request (a control byte in the method or a header)"},
 }};
 
 const error_info* find(errc e) noexcept {

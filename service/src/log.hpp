@@ -13,6 +13,7 @@
 // quote_bytes.
 
 #include <udshttp/proto/api.hpp>
+#include <udshttp/proto/text.hpp>
 #include <udshttp/service/server.hpp>
 
 #include <atomic>
@@ -39,17 +40,14 @@ struct access_record {
 };
 
 // The most a log line quotes from a request (a target, a method), in bytes.
-constexpr std::size_t quote_bytes = 256;
+constexpr std::size_t quote_bytes = proto::default_quote_bytes;
+using proto::quote;
 // The most of a request target an access-log line carries.
 constexpr std::size_t access_target_bytes = 2048;
 // Lines waiting for the writer, per destination, in bytes.
 constexpr std::size_t log_queue_bytes = 1u << 20;
 // Diagnostics caused by peers, across the server, per second.
 constexpr unsigned peer_lines_per_second = 20;
-
-// `text` as a log line may quote it: control bytes and '"' escaped, at most `max` bytes of it,
-// and the size of what was left out.
-std::string quote(std::string_view text, std::size_t max = quote_bytes);
 
 class logger {
 public:

@@ -104,6 +104,10 @@ struct client_options {
     std::size_t max_idle_per_endpoint = 8;
     /// Largest response body read into memory (a download sink has no limit).
     std::uint64_t max_response_bytes = std::uint64_t{1} << 30;
+    /// Largest response header block, counted from its first byte. It also bounds a chunk-size
+    /// line with its extensions and the trailer section: the read buffer holds at most this
+    /// plus 64 KiB, so a server that sends one without end is a protocol_error, not growth.
+    std::size_t max_header_bytes = 64 * 1024;
     /// A pooled connection idle for longer is closed instead of reused (servers close idle
     /// connections too; udshttpd after 60 s).
     std::chrono::milliseconds idle_timeout{30'000};

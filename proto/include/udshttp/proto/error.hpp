@@ -42,6 +42,9 @@ enum class errc {
     connection_closed,  ///< the peer closed the connection before a complete response
     protocol_error,     ///< the peer's response is not valid HTTP/1.1
     io_error,           ///< reading or writing a local file or the connection failed
+
+    // Appended later.
+    invalid_request, ///< a method, header name or value the client refuses to send (CR, LF...)
 };
 
 /// The error category of udshttp::errc ("udshttp").
