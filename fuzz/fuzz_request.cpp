@@ -3,6 +3,11 @@
 // as raw bytes, the write side is shut, and the answer is read to EOF. Whatever the bytes, the
 // server must not crash (ASan and UBSan watch both threads), must close the connection within
 // a bounded time once the peer has, and may only ever send well-formed HTTP/1.x status lines.
+//
+// Inputs are at most 16 KiB, but the bounds that matter most are on what never ends (a
+// chunk-size line, its extensions, a trailer section, a header block of tiny fields). So an
+// input that starts with a NUL byte is a pattern: its next byte N (1..64) says how many of its
+// last bytes are repeated after it, up to 512 KiB in all - past every buffer the server has.
 
 #include <udshttp/service/server.hpp>
 
@@ -11,6 +16,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -93,8 +99,24 @@ void check_output(std::string_view out) {
 
 } // namespace
 
-extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+// The bytes to send: the input itself, or the expansion of a pattern input (see the top).
+std::string expand(const std::uint8_t* data, std::size_t size) {
+    std::string in(reinterpret_cast<const char*>(data), size);
+    if (size < 3 || data[0] != 0)
+        return in;
+    const std::size_t unit = std::clamp<std::size_t>(data[1] % 64, 1, size - 2);
+    std::string out = in.substr(2);
+    const std::string tail = out.substr(out.size() - unit);
+    while (out.size() < (512u << 10))
+        out += tail;
+    return out;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* raw, std::size_t raw_size) {
     start_server();
+    const std::string input = expand(raw, raw_size);
+    const auto* data = input.data();
+    const auto size = input.size();
     const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         std::abort();

@@ -4,6 +4,11 @@
 // client asks (GET, HEAD, POST with a body, a chunked upload streamed to a sink); the rest is
 // the answer. Whatever the bytes, udshttp::client must return a response or an error naming
 // what went wrong, within its deadline, and a response must be consistent with its framing.
+//
+// With the mode byte's high bit set the answer never ends: the input's second byte N (1..64)
+// says how many of the answer's last bytes the server then repeats, up to 512 KiB - an endless
+// chunk extension, trailer section or header block. The client must still fail cleanly, in
+// bounded memory (ASan's limits) and within its deadline.
 
 #include <udshttp/client/client.hpp>
 
@@ -12,7 +17,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
@@ -34,6 +41,7 @@ std::string socket_name() {
 // What the server thread answers with; set before each request.
 std::mutex answer_mutex;
 std::string answer;
+std::size_t repeat_unit = 0; // 0: the answer ends; else its last repeat_unit bytes go on
 
 // Reads what the client sends until the end of its head, or for 20 ms without more: the
 // answer may come before the request is complete, as a server's early 413 does.
@@ -58,9 +66,16 @@ void serve(int listener) {
             continue;
         read_request_head(fd);
         std::string reply;
+        std::size_t unit = 0;
         {
             std::lock_guard lock(answer_mutex);
             reply = answer;
+            unit = repeat_unit;
+        }
+        if (unit > 0 && unit <= reply.size()) {
+            const std::string tail = reply.substr(reply.size() - unit);
+            while (reply.size() < (512u << 10))
+                reply += tail;
         }
         std::size_t sent = 0;
         while (sent < reply.size()) {
@@ -102,11 +117,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (size == 0)
         return -1; // no mode byte: not a useful input
     start_server();
+    const bool endless = (data[0] & 0x80) != 0 && size >= 3;
+    const std::size_t skip = endless ? 2 : 1;
     {
         std::lock_guard lock(answer_mutex);
-        answer.assign(reinterpret_cast<const char*>(data) + 1, size - 1);
+        answer.assign(reinterpret_cast<const char*>(data) + skip, size - skip);
+        repeat_unit = endless ? std::clamp<std::size_t>(data[1] % 64, 1, size - skip) : 0;
     }
     const unsigned mode = data[0] % 4;
+    const auto started = std::chrono::steady_clock::now();
 
     // A fresh client each time: no pooled connection carries one input into the next.
     client::client c(client::client_options{
@@ -152,6 +171,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     }
 
+    // The 3 s deadline, with room for a loaded machine: a reader stuck in an endless line
+    // must not outlive it by much.
+    if (std::chrono::steady_clock::now() - started > std::chrono::seconds(6))
+        fail("the request outlived its 3 s deadline by more than 3 s",
+             r ? "answered" : r.error().message);
     static const bool verbose = std::getenv("UDSHTTP_FUZZ_VERBOSE") != nullptr;
     if (verbose)
         std::fprintf(stderr, "fuzz_response: mode %u: %s\n", mode,

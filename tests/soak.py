@@ -8,9 +8,13 @@ these together until the time is up:
   good      keep-alive clients checking every answer byte for byte (hello; 64 KiB echo)
   cut       clients that hang up mid-request (half a body) and mid-response (a 512 KiB echo)
   slowloris clients sending a header one byte every 300 ms (cut off by --header-timeout)
-  oversize  headers over --max-header-bytes (431), bodies over --max-body-bytes (413)
-  malformed garbage request lines and fields (400)
+  oversize  headers over --max-header-bytes (431), bodies over --max-body-bytes (413), and
+            header blocks of thousands of tiny "a:b" fields (431)
+  malformed garbage request lines and fields (400); chunk extensions that never end (400)
+  unrouted  bodies sent to a path no route has (404 before the body, which is dropped)
   flood     bursts of connections beyond --max-connections (503 for the excess)
+  refused   bursts of connections to a second udshttpd whose --allow-uid refuses this user
+            (403 at once, or closed unanswered beyond its refusal budget)
 Then: every good request must have had the right answer, the server must still answer, its
 open descriptors must be back to where they were before the load, its peak resident memory
 (VmHWM) under the bound, and SIGTERM must end it with exit 0 and its socket file gone. Prints
@@ -189,8 +193,18 @@ MALFORMED = [
 async def bad_requests(t: Target, i: int, stop: float, st: Stats) -> None:
     rng = random.Random(1000 + i)
     while time.monotonic() < stop:
-        kind = rng.randrange(3)
-        if kind == 0:
+        kind = rng.randrange(6)
+        if kind == 3:
+            request, want, key = (b"POST /echo HTTP/1.1\r\nHost: soak\r\nTransfer-Encoding: "
+                                  b"chunked\r\n\r\n1;" + b"e" * (256 * 1024), 400,
+                                  "endless chunk extension")
+        elif kind == 4:
+            request, want, key = (b"GET /hello HTTP/1.1\r\nHost: soak\r\n" + b"a:b\r\n" * 4000
+                                  + b"\r\n", 431, "tiny-field header flood")
+        elif kind == 5:
+            request, want, key = (b"POST /nowhere HTTP/1.1\r\nHost: soak\r\nContent-Length: "
+                                  b"262144\r\n\r\n" + b"u" * 262144, 404, "body to an unknown route")
+        elif kind == 0:
             request, want, key = (b"GET /hello HTTP/1.1\r\nHost: soak\r\nX-Big: "
                                   + b"h" * (MAX_HEADER * 2) + b"\r\n\r\n", 431, "oversize header")
         elif kind == 1:
@@ -239,6 +253,40 @@ async def flood(t: Target, stop: float, st: Stats) -> None:
         await asyncio.sleep(1.0)
 
 
+async def refused_flood(path: str, stop: float, st: Stats) -> None:
+    """Bursts of connections to the server that refuses this uid: each gets 403 at once."""
+    async def one() -> str:
+        try:
+            reader, writer = await asyncio.open_unix_connection(path)
+        except OSError:
+            return "refused: connect failed"
+        try:
+            writer.write(b"GET /hello/" + b"t" * 4000 + b" HTTP/1.1\r\nHost: soak\r\n\r\n")
+            data = await asyncio.wait_for(reader.read(64), 5)
+            if data.startswith(b"HTTP/1.1 403"):
+                return "refused: 403 at once"
+            return "refused: closed unanswered (over the refusal budget)" if not data else \
+                "refused: UNEXPECTED answer"
+        except (OSError, asyncio.TimeoutError):
+            return "refused: closed unanswered (over the refusal budget)"
+        finally:
+            writer.transport.abort()
+    while time.monotonic() < stop:
+        for key in await asyncio.gather(*(one() for _ in range(100))):
+            st.add(key)
+        await asyncio.sleep(0.2)
+
+
+def terminate(proc: subprocess.Popen):
+    """SIGTERM, then the exit code (or why there is none) within 10 s."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return "did not stop within 10 s"
+
+
 def fds_of(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -267,6 +315,11 @@ async def soak(args, dir_: str) -> int:
          "--max-connections", str(MAX_CONNECTIONS), "--header-timeout", HEADER_TIMEOUT,
          "--max-header-bytes", str(MAX_HEADER), "--max-body-bytes", str(MAX_BODY)],
         stdout=open(os.path.join(dir_, "stdout"), "w"), stderr=subprocess.DEVNULL)
+    refusing_path = os.path.join(dir_, "refusing.sock")
+    refusing = subprocess.Popen(
+        [args.udshttpd, "--listen", refusing_path, "--allow-uid", "12345", "--allow-gid", "12345",
+         "--max-connections", str(MAX_CONNECTIONS)],
+        stdout=subprocess.DEVNULL, stderr=open(os.path.join(dir_, "refusing.err"), "w"))
     try:
         port = None
         for _ in range(100):  # the banner names the port, within 10 s
@@ -285,6 +338,12 @@ async def soak(args, dir_: str) -> int:
         await asyncio.sleep(0.2)
         fds_before = fds_of(proc.pid)
         rss_before = status_kib(proc.pid, "VmRSS")
+        for _ in range(100):
+            if os.path.exists(refusing_path):
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.2)
+        refusing_fds_before = fds_of(refusing.pid)
 
         stop = time.monotonic() + args.duration
         tasks = [good_client(t, i, stop, st) for i in range(8)]
@@ -292,18 +351,19 @@ async def soak(args, dir_: str) -> int:
         tasks += [slowloris(t, i, stop, st) for i in range(4)]
         tasks += [bad_requests(t, i, stop, st) for i in range(4)]
         tasks += [flood(t, stop, st)]
+        tasks += [refused_flood(refusing_path, stop, st)]
         await asyncio.gather(*tasks)
 
         fds_after = await settle(proc.pid, fds_before, t)
+        refusing_fds_after = await settle(refusing.pid, refusing_fds_before, t)
+        refusing_peak = status_kib(refusing.pid, "VmHWM")
+        with open(os.path.join(dir_, "refusing.err")) as f:
+            refusing_log = len(f.read().splitlines())
+        refusing_code = terminate(refusing)
         rss_after = status_kib(proc.pid, "VmRSS")
         peak = status_kib(proc.pid, "VmHWM")
         still = await one_shot(t, 1, b"GET /hello/after HTTP/1.1\r\nHost: soak\r\n\r\n")
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = "did not stop within 10 s"
+        code = terminate(proc)
         gone = not os.path.exists(path)
 
         good = sum(v for k, v in st.counts.items() if k.startswith("good: requests"))
@@ -315,7 +375,12 @@ async def soak(args, dir_: str) -> int:
                  ("server: peak RSS (MiB), bound", f"{peak / 1024:.1f}, {args.rss_bound_mib}"),
                  ("server: answers after the soak", "yes" if still == 200 else f"NO ({still})"),
                  ("server: SIGTERM exit code", str(code)),
-                 ("server: socket file removed", "yes" if gone else "NO")]
+                 ("server: socket file removed", "yes" if gone else "NO"),
+                 ("refusing server: fds before / after",
+                  f"{refusing_fds_before} / {refusing_fds_after}"),
+                 ("refusing server: peak RSS (MiB)", f"{refusing_peak / 1024:.1f}"),
+                 ("refusing server: stderr lines (budget 20/s)", str(refusing_log)),
+                 ("refusing server: SIGTERM exit code", str(refusing_code))]
         width = max(len(k) for k, _ in rows)
         print(f"soak: {args.duration:.0f} s, udshttpd --threads 2 on unix:{path} and "
               f"tcp://127.0.0.1:{port}, --max-connections {MAX_CONNECTIONS}")
@@ -325,14 +390,18 @@ async def soak(args, dir_: str) -> int:
         for f in st.failures:
             print(f"  FAILURE: {f}")
         bad = [k for k in st.counts if "WRONG" in k or "UNEXPECTED" in k or "NOT cut" in k]
+        log_bound = 20 * (args.duration + 2) + 5
         ok = (not bad and good > 0 and fds_after == fds_before and peak <= args.rss_bound_mib * 1024
-              and still == 200 and code == 0 and gone)
+              and still == 200 and code == 0 and gone and refusing_fds_after == refusing_fds_before
+              and refusing_peak <= args.rss_bound_mib * 1024 and refusing_code == 0
+              and refusing_log <= log_bound and st.counts.get("refused: 403 at once", 0) > 0)
         print("soak: passed" if ok else "soak: FAILED")
         return 0 if ok else 1
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        for p in (proc, refusing):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
 
 
 def main() -> int:
