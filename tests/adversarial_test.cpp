@@ -347,6 +347,19 @@ TEST_SUITE("adversarial") {
               "HTTP/1.1 400 Bad Request");
     }
 
+    TEST_CASE("an exception that escapes a connection closes it - the server serves on") {
+        // A throw that is not a std::exception passes the handler's own catch (which answers
+        // 500) and reaches the session's boundary: once that was std::terminate for the whole
+        // process.
+        server_fixture srv(true, {}, [](service::router& r) {
+            r.get("/odd", [](const service::request&, service::response&) { throw 42; });
+        });
+        for (int i = 0; i < 3; ++i) {
+            CHECK(get(srv.endpoint(), "/odd").empty()); // closed without an answer
+            CHECK(body_of(get(srv.endpoint(), "/hello")) == "Hello Anonymous");
+        }
+    }
+
     TEST_CASE_TEMPLATE("RFC 9112 framing and Host rules", T, unix_transport, tcp_transport) {
         transport_fixture<T> srv({.idle_timeout = 2s});
         const auto& ep = srv.endpoint();
