@@ -151,6 +151,10 @@ void logger::push(bool access, std::string line) {
         }
         q.bytes += line.size();
         q.lines.push_back(std::move(line));
+        // The writer takes everything queued at once: a queue that already held a line has a
+        // wake-up on its way, so only the first line of a batch costs a futex call.
+        if (q.lines.size() > 1)
+            return;
     }
     wake_.notify_one();
 }
