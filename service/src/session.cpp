@@ -468,7 +468,12 @@ template <class Parser> awaitable<boost::system::error_code> session::parse_some
             if (ec != http::error::need_more)
                 co_return ec; // progress, done, need_buffer (a full body buffer) or an error
         }
-        const auto room = std::min(body_buffer_bytes, buffer_.max_size() - buffer_.size());
+        // A head grows the buffer a little at a time (most heads fit the first 2 KiB read); a
+        // body reads in 64 KiB pieces.
+        const auto want = parser.is_header_done()
+                              ? body_buffer_bytes
+                              : std::max(idle_buffer_bytes, buffer_.capacity() - buffer_.size());
+        const auto room = std::min(want, buffer_.max_size() - buffer_.size());
         if (room == 0)
             co_return http::error::buffer_overflow;
         auto [rec, n] = co_await socket_.async_read_some(buffer_.prepare(room));
