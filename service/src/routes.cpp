@@ -147,6 +147,12 @@ std::string metrics_text(const server_state& s) {
     out << "udshttp_received_bytes_total " << s.total(&worker_stats::bytes_received) << '\n';
     metric(out, "udshttp_sent_bytes_total", "counter", "Bytes written to connections.");
     out << "udshttp_sent_bytes_total " << s.total(&worker_stats::bytes_sent) << '\n';
+    metric(out, "udshttp_log_lines_dropped_total", "counter",
+           "Log lines dropped because the log was not read fast enough.");
+    out << "udshttp_log_lines_dropped_total " << s.log.dropped() << '\n';
+    metric(out, "udshttp_log_lines_suppressed_total", "counter",
+           "Diagnostics a peer caused beyond the budget of 20 lines a second.");
+    out << "udshttp_log_lines_suppressed_total " << s.log.suppressed() << '\n';
     metric(out, "udshttp_uptime_seconds", "gauge", "Seconds since the server started.");
     out << "udshttp_uptime_seconds " << uptime_seconds(s) << '\n';
     metric(out, "udshttp_info", "gauge", "Version of the server.");
