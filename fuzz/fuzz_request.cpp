@@ -7,7 +7,8 @@
 // Inputs are at most 16 KiB, but the bounds that matter most are on what never ends (a
 // chunk-size line, its extensions, a trailer section, a header block of tiny fields). So an
 // input that starts with a NUL byte is a pattern: its next byte N (1..64) says how many of its
-// last bytes are repeated after it, up to 512 KiB in all - past every buffer the server has.
+// last bytes are repeated after it, up to 192 KiB in all - past every buffer the server has
+// (here 4 KiB of head + 64 KiB).
 
 #include <udshttp/service/server.hpp>
 
@@ -106,8 +107,10 @@ std::string expand(const std::uint8_t* data, std::size_t size) {
         return in;
     const std::size_t unit = std::clamp<std::size_t>(data[1] % 64, 1, size - 2);
     std::string out = in.substr(2);
-    const std::string tail = out.substr(out.size() - unit);
-    while (out.size() < (512u << 10))
+    std::string tail = out.substr(out.size() - unit);
+    while (tail.size() < 4096) // doubled first: a few large appends, not 200,000 small ones
+        tail += tail;
+    while (out.size() < (192u << 10))
         out += tail;
     return out;
 }

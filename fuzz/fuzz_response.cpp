@@ -6,7 +6,8 @@
 // what went wrong, within its deadline, and a response must be consistent with its framing.
 //
 // With the mode byte's high bit set the answer never ends: the input's second byte N (1..64)
-// says how many of the answer's last bytes the server then repeats, up to 512 KiB - an endless
+// says how many of the answer's last bytes the server then repeats, up to 192 KiB (past the
+// client's 64 KiB + 64 KiB read buffer) - an endless
 // chunk extension, trailer section or header block. The client must still fail cleanly, in
 // bounded memory (ASan's limits) and within its deadline.
 
@@ -73,8 +74,10 @@ void serve(int listener) {
             unit = repeat_unit;
         }
         if (unit > 0 && unit <= reply.size()) {
-            const std::string tail = reply.substr(reply.size() - unit);
-            while (reply.size() < (512u << 10))
+            std::string tail = reply.substr(reply.size() - unit);
+            while (tail.size() < 4096)
+                tail += tail;
+            while (reply.size() < (192u << 10))
                 reply += tail;
         }
         std::size_t sent = 0;
