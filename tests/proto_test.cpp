@@ -2,6 +2,7 @@
 
 #include <udshttp/proto/api.hpp>
 #include <udshttp/proto/endpoint.hpp>
+#include <udshttp/proto/text.hpp>
 #include <udshttp/proto/units.hpp>
 #include <udshttp/proto/url.hpp>
 
@@ -249,7 +250,7 @@ TEST_SUITE("proto") {
         CHECK(http_status(errc::header_fields_too_large) == 431);
         CHECK(code_string(errc::payload_too_large) == "payload_too_large");
         for (int v = static_cast<int>(errc::invalid_endpoint);
-             v <= static_cast<int>(errc::io_error); ++v) {
+             v <= static_cast<int>(errc::invalid_request); ++v) {
             const auto e = static_cast<errc>(v);
             CAPTURE(v);
             CHECK(errc_from_code_string(code_string(e)) == e);
@@ -260,6 +261,14 @@ TEST_SUITE("proto") {
         CHECK_FALSE(errc_from_code_string("nope"));
         auto e = error::from(errc::no_such_socket, "connect to unix:/x");
         CHECK(e.message == "connect to unix:/x: no such socket file (is the server running?)");
+    }
+
+    TEST_CASE("quote: peer bytes in a message are escaped and capped") {
+        CHECK(proto::quote("/hello") == "/hello");
+        CHECK(proto::quote("a\r\nb\"c\\") == "a\\x0d\\x0ab\\x22c\\x5c");
+        CHECK(proto::quote(std::string(300, 'x')) == std::string(256, 'x') + "...(44 more bytes)");
+        CHECK(proto::quote("abcdef", 3) == "abc...(3 more bytes)");
+        CHECK(proto::quote(std::string("\0\x7f", 2)) == "\\x00\\x7f");
     }
 
 } // TEST_SUITE
