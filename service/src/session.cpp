@@ -282,7 +282,12 @@ public:
     // (Beast's own header_limit only counts what one put() has not consumed yet).
     // Exceptions from the parser (a body's allocation) surface here, in the coroutine, not
     // inside an I/O completion.
-    template <class Parser> awaitable<boost::system::error_code> parse_some(Parser& parser);
+    template <class Parser>
+    awaitable<boost::system::error_code> parse_some(Parser& parser, bool read_first = false);
+    // parse_some's step without I/O: true when it has an answer in ec (progress, done or an
+    // error), false when the parser needs more bytes. The common request is whole in buffer_,
+    // and then this spares a coroutine frame per request.
+    template <class Parser> bool parse_buffered(Parser& parser, boost::system::error_code& ec);
     // Reads the rest of a Content-Length body into `body` (no parser: the length is the
     // framing), growing it as bytes arrive rather than reserving the declared size up front.
     // False: the peer went away or stalled.
@@ -452,22 +457,35 @@ session::send_all(const Buffers& pieces) {
     co_return std::tuple{wec, sent + n};
 }
 
-template <class Parser> awaitable<boost::system::error_code> session::parse_some(Parser& parser) {
+template <class Parser>
+bool session::parse_buffered(Parser& parser, boost::system::error_code& ec) {
+    ec = {};
+    if (buffer_.size() == 0)
+        return false;
+    const bool in_head = !parser.is_header_done();
+    const auto used = parser.put(buffer_.data(), ec);
+    buffer_.consume(used);
+    if (in_head) {
+        head_bytes_ += used;
+        const auto pending = parser.is_header_done() ? 0 : buffer_.size();
+        if (head_bytes_ + pending > opt_.max_header_bytes) {
+            ec = http::error::header_limit;
+            return true;
+        }
+    }
+    if (ec != http::error::need_more)
+        return true; // progress, done, need_buffer (a full body buffer) or an error
+    ec = {};
+    return false;
+}
+
+template <class Parser>
+awaitable<boost::system::error_code> session::parse_some(Parser& parser, bool read_first) {
     for (;;) {
         boost::system::error_code ec;
-        if (buffer_.size() > 0) {
-            const bool in_head = !parser.is_header_done();
-            const auto used = parser.put(buffer_.data(), ec);
-            buffer_.consume(used);
-            if (in_head) {
-                head_bytes_ += used;
-                const auto pending = parser.is_header_done() ? 0 : buffer_.size();
-                if (head_bytes_ + pending > opt_.max_header_bytes)
-                    co_return http::error::header_limit;
-            }
-            if (ec != http::error::need_more)
-                co_return ec; // progress, done, need_buffer (a full body buffer) or an error
-        }
+        if (!read_first && parse_buffered(parser, ec))
+            co_return ec;
+        read_first = false;
         // A head grows the buffer a little at a time (most heads fit the first 2 KiB read); a
         // body reads in 64 KiB pieces.
         const auto want = parser.is_header_done()
@@ -617,9 +635,11 @@ awaitable<> session::run() {
             static_cast<std::uint32_t>(std::min<std::size_t>(opt_.max_header_bytes, UINT32_MAX)));
         parser.body_limit(boost::none); // set below, once the header is known
 
-        // The head, usually whole in buffer_ already (then parse_some does no I/O).
+        // The head, usually whole in buffer_ already: then parse_buffered() alone parses it.
         head_bytes_ = 0;
         boost::system::error_code hec;
+        if (!parse_buffered(parser, hec))
+            hec = co_await parse_some(parser, true);
         while (!hec && !parser.is_header_done())
             hec = co_await parse_some(parser);
         // (Every message is built before co_await: GCC 12 destroys temporaries of a
