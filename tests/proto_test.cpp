@@ -59,29 +59,12 @@ TEST_SUITE("proto") {
     }
 
     TEST_CASE("endpoint grammar: malformed input gets an error naming the input - never a crash") {
-        const char* bad[] = {"",
-                             "unix:",
-                             "@",
-                             "unix:@",
-                             "tcp://",
-                             "tcp://host",
-                             "host:",
-                             ":80",
-                             "host:99999",
-                             "host:-1",
-                             "host:8x",
-                             "::1:80",
-                             "[::1",
-                             "[::1]",
-                             "[zz]:80",
-                             "[::1]80",
-                             "fd:",
-                             "fd:x",
-                             "fd:-3",
-                             "systemd:",
-                             "8080",
-                             "bad host:80",
-                             "http://localhost/"};
+        const char* bad[] = {
+            "",           "unix:",     "@",         "unix:@",      "tcp://",
+            "tcp://host", "host:",     ":80",       "host:99999",  "host:-1",
+            "host:8x",    "::1:80",    "[::1",      "[::1]",       "[zz]:80",
+            "[::1]80",    "fd:",       "fd:x",      "fd:-3",       "systemd:",
+            "8080",       "localhost", "127.0.0.1", "bad host:80", "http://localhost/"};
         for (const std::string in : bad) {
             CAPTURE(in);
             auto e = endpoint::parse(in);
@@ -94,6 +77,12 @@ TEST_SUITE("proto") {
         CHECK(nul.error().message.find("NUL") != std::string::npos);
         auto ambiguous = endpoint::parse("8080");
         CHECK(ambiguous.error().message.find("tcp://127.0.0.1:8080") != std::string::npos);
+        // A host with no port would have become a socket file named after the host.
+        auto no_port = endpoint::parse("127.0.0.1");
+        CHECK(no_port.error().message.find("a host needs a port (tcp://127.0.0.1:8080)") !=
+              std::string::npos);
+        CHECK(endpoint::parse("./127.0.0.1")); // a socket file, spelled as one
+        CHECK(endpoint::parse("1.2.3")->kind == transport::unix_path); // not an address
         auto v6 = endpoint::parse("::1:80");
         CHECK(v6.error().message.find("brackets") != std::string::npos);
     }

@@ -24,6 +24,21 @@ bool all_digits(std::string_view s) {
            std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
+// Four dot-separated groups of digits: what a user means as an IPv4 address.
+bool looks_like_ipv4(std::string_view t) {
+    int groups = 0;
+    for (std::size_t start = 0;;) {
+        const auto dot = t.find('.', start);
+        const auto group = t.substr(start, dot == std::string_view::npos ? dot : dot - start);
+        if (group.empty() || group.size() > 3 || !all_digits(group))
+            return false;
+        ++groups;
+        if (dot == std::string_view::npos)
+            return groups == 4;
+        start = dot + 1;
+    }
+}
+
 result<endpoint> parse_unix_path(std::string_view text, std::string_view path) {
     if (path.empty())
         return invalid(text, "the socket path is empty");
@@ -154,6 +169,10 @@ result<endpoint> endpoint::parse(std::string_view text) {
     if (all_digits(text))
         return invalid(text, "ambiguous; write tcp://127.0.0.1:" + std::string(text) +
                                  " for TCP or ./" + std::string(text) + " for a socket file");
+    // A host without a port reads as TCP but would become a socket file named after the host.
+    if (text == "localhost" || looks_like_ipv4(text))
+        return invalid(text, "ambiguous: a host needs a port (tcp://" + std::string(text) +
+                                 ":8080); write ./" + std::string(text) + " for a socket file");
     return parse_unix_path(text, text);
 }
 
