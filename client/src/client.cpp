@@ -248,10 +248,7 @@ awaitable<result<connection_ptr>> core::connect(const proto::endpoint& where, wa
 
     boost::system::error_code ec;
     // An endpoint built by hand (not parsed) may not fit sockaddr_un: Asio would throw.
-    if ((where.kind == proto::transport::unix_path &&
-         where.address.size() > proto::max_unix_path_length) ||
-        (where.kind == proto::transport::unix_abstract &&
-         where.address.size() > proto::max_abstract_name_length))
+    if (!where.fits_sockaddr())
         co_return error{make_error_code(errc::socket_path_too_long),
                         "cannot connect to " + where.to_string() + ": the name is " +
                             std::to_string(where.address.size()) +

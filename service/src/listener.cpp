@@ -94,11 +94,11 @@ listener::listener(worker& home, const proto::endpoint& where, const server_opti
             fail(ec, where, "bind");
     };
 
+    if (!where.fits_sockaddr()) // built by hand, past the grammar: Asio would throw
+        fail(asio::error::name_too_long, where);
     switch (where.kind) {
     case proto::transport::unix_path: {
         is_unix_ = true;
-        if (where.address.size() > proto::max_unix_path_length)
-            fail(asio::error::name_too_long, where);
         file_ = std::make_unique<socket_file>(where.address);
         open_bind(generic::endpoint(asio::local::stream_protocol::endpoint(where.address)));
         file_->bound(options);
@@ -110,8 +110,6 @@ listener::listener(worker& home, const proto::endpoint& where, const server_opti
     }
     case proto::transport::unix_abstract: {
         is_unix_ = true;
-        if (where.address.size() > proto::max_abstract_name_length) // built by hand, not parsed
-            fail(asio::error::name_too_long, where);
         std::string name(1, '\0');
         name += where.address;
         open_bind(generic::endpoint(asio::local::stream_protocol::endpoint(name)));

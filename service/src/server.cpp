@@ -124,11 +124,8 @@ void server::start() {
                 try {
                     ctx->run();
                     return;
-                } catch (const std::exception& e) {
-                    state.log.log(log_level::error,
-                                  std::string("worker: a handler threw: ") + e.what());
                 } catch (...) {
-                    state.log.log(log_level::error, "worker: a handler threw");
+                    detail::log_exception(state, "a worker's handler", std::current_exception());
                 }
             }
         });

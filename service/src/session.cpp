@@ -78,8 +78,8 @@ private:
 // closing does not throw the answer away. A socket closed with unread bytes fails the peer's
 // next write (EPIPE on a Unix socket, RST on TCP), and a client still uploading the body we
 // refused would report that send error instead of reading our 413. Shaped like nginx's
-// lingering_timeout and lingering_time: it ends at EOF, after `linger_quiet` without a byte,
-// after `linger_total` in all, once `linger_max_bytes` are dropped, or at once when the server
+// lingering_timeout and lingering_time: it ends at EOF, after `quiet` without a byte, after
+// `total` in all, once `max_bytes` are dropped, or at once when the server
 // drains (the slot counts as idle, so the drain's wake-up cancels the read).
 struct linger_bounds {
     std::chrono::milliseconds quiet;
@@ -95,19 +95,17 @@ constexpr linger_bounds after_refusal{std::chrono::milliseconds(100), std::chron
 
 awaitable<> lingering_close(socket_type& socket, connection_slot& slot,
                             const std::atomic<bool>& stopping, const linger_bounds& bounds) {
-    const auto linger_quiet = bounds.quiet;
-    const auto linger_max_bytes = bounds.max_bytes;
     boost::system::error_code ignored;
     socket.shutdown(asio::socket_base::shutdown_send, ignored);
     const auto give_up = clock::now() + bounds.total;
     slot.timed_out = false;
     slot.idle = true;
     std::array<char, 8192> sink;
-    for (std::size_t dropped = 0; dropped < linger_max_bytes;) {
+    for (std::size_t dropped = 0; dropped < bounds.max_bytes;) {
         // The check and the read start with no suspension between them (as in await_request).
         if (stopping.load(std::memory_order_relaxed))
             break;
-        slot.deadline = std::min(clock::now() + linger_quiet, give_up);
+        slot.deadline = std::min(clock::now() + bounds.quiet, give_up);
         auto [ec, n] = co_await socket.async_read_some(asio::buffer(sink));
         if (ec || slot.timed_out)
             break;
@@ -288,6 +286,10 @@ public:
     // error), false when the parser needs more bytes. The common request is whole in buffer_,
     // and then this spares a coroutine frame per request.
     template <class Parser> bool parse_buffered(Parser& parser, boost::system::error_code& ec);
+    // Reads the body of a request a handler will read, each pause under the idle deadline:
+    // by its Content-Length (read_sized_body) or chunked through parse_some. False: the
+    // connection ends (the peer went away or stalled, or the body was refused and answered).
+    awaitable<bool> read_body(request_parser& parser, clock::time_point start);
     // Reads the rest of a Content-Length body into `body` (no parser: the length is the
     // framing), growing it as bytes arrive rather than reserving the declared size up front.
     // False: the peer went away or stalled.
@@ -612,6 +614,23 @@ awaitable<bool> session::await_request(bool first) {
     co_return ok;
 }
 
+awaitable<bool> session::read_body(request_parser& parser, clock::time_point start) {
+    auto& msg = parser.get();
+    if (const auto length = parser.content_length(); length && *length > 0)
+        co_return co_await read_sized_body(msg.body(), *length);
+    while (!parser.is_done()) {
+        slot_.arm(opt_.idle_timeout);
+        const auto ec = co_await parse_some(parser);
+        if (ec || slot_.timed_out) {
+            auto answer = answer_for(ec, opt_, read_cap_);
+            if (answer && !slot_.timed_out)
+                co_await refuse(answer->first, std::move(answer->second), &msg, start);
+            co_return false;
+        }
+    }
+    co_return true;
+}
+
 awaitable<> session::run() {
     int blank_lines = 0;
     for (bool first = true;; first = false) {
@@ -665,28 +684,14 @@ awaitable<> session::run() {
         request req(msg, peer_);
         const auto route = state_.routes.match(msg.method(), req.path(), req);
 
-        // No handler will read this body (404, 405, a bad path): answer now, before any body
-        // byte is read, and drop the body while lingering (nginx's discard_request_body).
-        if (!route.target && !route.stream) {
-            auto res = make_response(msg.version());
-            handle(route, req, state_, res);
-            const bool keep_alive =
-                keep_alive_ && parser.is_done() && !state_.stopping.load(std::memory_order_relaxed);
-            const auto length = finish(res, msg);
-            slot_.arm(opt_.idle_timeout, start);
-            auto [wec, wn] = co_await write_response(res, length, keep_alive);
-            record(msg.method_string(), msg.target(), res, router::npos, 0, wn, start);
-            if (wec || slot_.timed_out)
-                break;
-            if (keep_alive)
-                continue;
-            if (!parser.is_done())
-                co_await lingering_close(socket_, slot_, state_.stopping, after_error);
-            break;
-        }
+        // No handler will read the body of a request that gets 404, 405 or 400 for its path:
+        // it is answered before any body byte is read, and the body is dropped while lingering
+        // (nginx's discard_request_body), never buffered.
+        const bool routed = route.target || route.stream;
+        const bool body_unread = !routed && !parser.is_done();
 
         // RFC 9110 10.1.1: answer 100-continue only when we are about to read the body.
-        if (msg.version() >= 11 && !parser.is_done() &&
+        if (routed && msg.version() >= 11 && !parser.is_done() &&
             beast::iequals(msg[http::field::expect], "100-continue")) {
             static constexpr std::string_view cont = "HTTP/1.1 100 Continue\r\n\r\n";
             slot_.arm(opt_.idle_timeout);
@@ -701,37 +706,25 @@ awaitable<> session::run() {
                 break;
             continue;
         }
-
-        // The body: the idle deadline applies to each pause, not to the whole upload.
-        if (const auto length = parser.content_length(); length && *length > 0) {
-            if (!co_await read_sized_body(msg.body(), *length))
-                break; // the peer went away or stalled mid-body: nothing to answer
-        } else {
-            bool body_failed = false;
-            while (!parser.is_done()) {
-                slot_.arm(opt_.idle_timeout);
-                const auto bec = co_await parse_some(parser);
-                if (bec || slot_.timed_out) {
-                    auto answer = answer_for(bec, opt_, read_cap_);
-                    if (answer && !slot_.timed_out)
-                        co_await refuse(answer->first, std::move(answer->second), &msg, start);
-                    body_failed = true;
-                    break;
-                }
-            }
-            if (body_failed)
+        if (routed && !parser.is_done()) { // no coroutine frame for a request without a body
+            if (!co_await read_body(parser, start))
                 break;
         }
 
         auto res = make_response(msg.version());
         const auto answered_by = handle(route, req, state_, res);
-        const bool keep_alive = keep_alive_ && !state_.stopping.load(std::memory_order_relaxed);
+        const bool keep_alive =
+            keep_alive_ && !body_unread && !state_.stopping.load(std::memory_order_relaxed);
         const auto length = finish(res, msg);
 
         slot_.arm(opt_.idle_timeout, start);
         auto [wec, wn] = co_await write_response(res, length, keep_alive);
         record(msg.method_string(), msg.target(), res, answered_by, msg.body().size(), wn, start);
-        if (wec || slot_.timed_out || !keep_alive)
+        if (wec || slot_.timed_out)
+            break;
+        if (body_unread)
+            co_await lingering_close(socket_, slot_, state_.stopping, after_error);
+        if (!keep_alive)
             break;
     }
     slot_.disarm();
@@ -756,7 +749,6 @@ struct session::pump {
     bool failed = false;     // either side failed: both stop, the connection closes
     bool head_sent = false;
     bool keep_alive = false;
-    bool cut = false;            // the request body was refused after the answer began
     std::optional<errc> refusal; // a body error before any output: answered with this
     std::string refusal_message;
     std::uint64_t received = 0;
@@ -834,7 +826,6 @@ awaitable<> session::pump_reader(pump& p, http::request_parser<http::buffer_body
                     // The answer has begun: too late for a status, so the cut is what the
                     // peer sees (no last chunk). Count and say it, so it is not a silent 200.
                     w_.stats.count_reject(reason_of(answer->first));
-                    p.cut = true;
                     state_.log.peer_log(log_level::warn,
                                         "cut the answer to " + quote(parser.get().target()) +
                                             " after " + std::to_string(p.received) +

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <utility>
 
 namespace udshttp::service::detail {
 namespace {
@@ -43,6 +44,23 @@ int probe(const std::string& path) {
     ::close(fd);
     return err;
 }
+
+// Closes a descriptor on every way out of a scope unless released.
+class fd_guard {
+public:
+    explicit fd_guard(int fd) noexcept : fd_(fd) {}
+    ~fd_guard() {
+        if (fd_ >= 0)
+            ::close(fd_);
+    }
+    fd_guard(const fd_guard&) = delete;
+    fd_guard& operator=(const fd_guard&) = delete;
+    int get() const noexcept { return fd_; }
+    int release() noexcept { return std::exchange(fd_, -1); }
+
+private:
+    int fd_;
+};
 
 bool same_file(const struct stat& a, const struct stat& b) {
     return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
@@ -106,50 +124,42 @@ void socket_file::lock() {
     // Flags for every open: never follow a symlink planted at PATH.lock, never block on a FIFO.
     constexpr int flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK;
     for (int attempt = 0; attempt < 8; ++attempt) {
-        created_lock_ = true;
-        lock_fd_ = ::open(lock_path_.c_str(), flags | O_CREAT | O_EXCL, 0600);
-        if (lock_fd_ < 0 && errno == EEXIST) {
-            created_lock_ = false; // someone else's (or a crashed server's): never unlinked
-            lock_fd_ = ::open(lock_path_.c_str(), flags);
+        bool created = true;
+        int opened = ::open(lock_path_.c_str(), flags | O_CREAT | O_EXCL, 0600);
+        if (opened < 0 && errno == EEXIST) {
+            created = false; // someone else's (or a crashed server's): never unlinked
+            opened = ::open(lock_path_.c_str(), flags);
         }
-        if (lock_fd_ < 0) {
+        if (opened < 0) {
             if (errno == ENOENT)
                 continue; // its holder removed it between our two opens
             fail(errno, errno == ELOOP ? "refusing the symbolic link" : "cannot open lock file");
         }
+        fd_guard fd(opened);
         struct stat held {};
-        if (::fstat(lock_fd_, &held) != 0) {
-            const int err = errno;
-            ::close(lock_fd_);
-            lock_fd_ = -1;
-            fail(err, "cannot stat lock file");
-        }
-        if (!S_ISREG(held.st_mode)) {
-            ::close(lock_fd_);
-            lock_fd_ = -1;
+        if (::fstat(fd.get(), &held) != 0)
+            fail(errno, "cannot stat lock file");
+        if (!S_ISREG(held.st_mode))
             throw startup_error(boost::system::error_code(EEXIST, boost::system::system_category()),
                                 "refusing to listen on " + path_ + ": its lock file " + lock_path_ +
                                     " is " + describe(held.st_mode) +
                                     ", not a regular file; it was left untouched");
-        }
-        if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
-            const int err = errno;
-            ::close(lock_fd_);
-            lock_fd_ = -1; // the lock file belongs to the server that holds it
-            if (err == EWOULDBLOCK)
+        if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+            if (errno == EWOULDBLOCK) // the lock file belongs to the server that holds it
                 throw startup_error(
                     boost::system::error_code(EADDRINUSE, boost::system::system_category()),
                     "already serving on " + path_ + " (another server holds " + lock_path_ + ")");
-            fail(err, "cannot lock");
+            fail(errno, "cannot lock");
         }
         // Held - if PATH.lock is still the file we locked. A holder that created it unlinks it
         // on exit (while still holding it); had we opened it just before, we now hold a lock
         // on a file nobody else will ever open, and must start over on the new one.
         struct stat now {};
-        if (::stat(lock_path_.c_str(), &now) == 0 && same_file(now, held))
+        if (::stat(lock_path_.c_str(), &now) == 0 && same_file(now, held)) {
+            lock_fd_ = fd.release();
+            created_lock_ = created;
             return;
-        ::close(lock_fd_);
-        lock_fd_ = -1;
+        }
     }
     fail(EAGAIN, "kept changing while locking");
 }
@@ -160,42 +170,30 @@ void socket_file::bound(const server_options& options) {
     // to something else. bind() itself created the socket with at most the mode (the listener
     // fchmod()s the socket first, and Linux applies that mode, less the umask, to the file),
     // so the file is never looser than asked, only possibly tighter until the chmod below.
-    const int fd = ::open(path_.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
+    fd_guard fd(::open(path_.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    if (fd.get() < 0)
         throw_errno(errno, "cannot open socket " + path_ + " after bind");
     struct stat st {};
-    if (::fstat(fd, &st) != 0) {
-        const int err = errno;
-        ::close(fd);
-        throw_errno(err, "cannot stat socket " + path_ + " after bind");
-    }
-    if (!S_ISSOCK(st.st_mode)) {
-        ::close(fd);
+    if (::fstat(fd.get(), &st) != 0)
+        throw_errno(errno, "cannot stat socket " + path_ + " after bind");
+    if (!S_ISSOCK(st.st_mode))
         throw startup_error(boost::system::error_code(EEXIST, boost::system::system_category()),
                             "refusing to listen on " + path_ + ": it was replaced by " +
                                 describe(st.st_mode) + " right after bind; it was left untouched");
-    }
     dev_ = st.st_dev;
     ino_ = st.st_ino;
     have_inode_ = true; // from here on a failure removes the socket (release())
     const auto mode = static_cast<mode_t>(options.socket_mode & 07777);
     // chmod() through /proc/self/fd changes exactly the inode the descriptor names.
-    const auto by_fd = "/proc/self/fd/" + std::to_string(fd);
-    if ((st.st_mode & 07777) != mode && ::chmod(by_fd.c_str(), mode) != 0) {
-        const int err = errno;
-        ::close(fd);
-        throw_errno(err, "cannot set mode of socket " + path_);
-    }
+    const auto by_fd = "/proc/self/fd/" + std::to_string(fd.get());
+    if ((st.st_mode & 07777) != mode && ::chmod(by_fd.c_str(), mode) != 0)
+        throw_errno(errno, "cannot set mode of socket " + path_);
     if (options.socket_owner || options.socket_group) {
         const uid_t uid = options.socket_owner.value_or(static_cast<uid_t>(-1));
         const gid_t gid = options.socket_group.value_or(static_cast<gid_t>(-1));
-        if (::fchownat(fd, "", uid, gid, AT_EMPTY_PATH) != 0) {
-            const int err = errno;
-            ::close(fd);
-            throw_errno(err, "cannot set owner/group of socket " + path_);
-        }
+        if (::fchownat(fd.get(), "", uid, gid, AT_EMPTY_PATH) != 0)
+            throw_errno(errno, "cannot set owner/group of socket " + path_);
     }
-    ::close(fd);
 }
 
 socket_file::~socket_file() {

@@ -54,6 +54,13 @@ struct endpoint {
         return kind == transport::unix_path || kind == transport::unix_abstract;
     }
 
+    /// False for a Unix path or abstract name longer than sockaddr_un holds (one built by
+    /// hand: parse() refuses those); true for every other endpoint.
+    bool fits_sockaddr() const noexcept {
+        return (kind != transport::unix_path || address.size() <= max_unix_path_length) &&
+               (kind != transport::unix_abstract || address.size() <= max_abstract_name_length);
+    }
+
     /// Parses the grammar above. Errors name the input and what is wrong with it.
     static result<endpoint> parse(std::string_view text);
 
