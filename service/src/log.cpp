@@ -134,67 +134,88 @@ std::string logger::reopen() {
     return {};
 }
 
+void logger::flush() {
+    std::unique_lock lock(mutex_);
+    if (!writer_.joinable())
+        return;
+    flushing_ = true;
+    wake_.notify_one();
+    written_.wait(lock, [this] { return err_.text.empty() && acc_.text.empty() && !writing_; });
+    flushing_ = false;
+}
+
 void logger::push(bool access, std::string line) {
-    line += '\n';
     {
         std::lock_guard lock(mutex_);
         auto& q = access ? acc_ : err_;
         if (!writer_.joinable() || stopping_) {
             // Not started (a server that never started) or shutting down: write directly.
+            line += '\n';
             write_all(access ? access_fd_ : STDERR_FILENO, line);
             return;
         }
-        if (q.bytes + line.size() > log_queue_bytes) {
+        if (q.text.size() + line.size() + 1 > log_queue_bytes) {
             ++q.dropped;
             dropped_.fetch_add(1, std::memory_order_relaxed);
             return;
         }
-        q.bytes += line.size();
-        q.lines.push_back(std::move(line));
+        const bool was_empty = q.text.empty();
+        q.text.append(line).push_back('\n');
         // The writer takes everything queued at once: a queue that already held a line has a
-        // wake-up on its way, so only the first line of a batch costs a futex call.
-        if (q.lines.size() > 1)
+        // wake-up on its way, so only the first line of a batch costs a futex call - and a
+        // batch of access lines waits for the writer's delay unless it has grown large.
+        const bool full = access && q.text.size() >= access_batch_bytes &&
+                          q.text.size() - line.size() - 1 < access_batch_bytes;
+        if (!was_empty && !full)
             return;
     }
     wake_.notify_one();
 }
 
 void logger::writer_loop() {
+    // The writer's side of each queue: swapped with the queue's text under the lock, written
+    // out (one write for a whole batch) outside it, and handed back with its capacity kept.
+    std::string err_text, acc_text;
     std::unique_lock lock(mutex_);
     for (;;) {
-        wake_.wait(lock, [this] {
-            return stopping_ || !err_.lines.empty() || !acc_.lines.empty() || reopened_fd_ >= 0;
-        });
+        const auto urgent = [this] {
+            return stopping_ || !err_.text.empty() || reopened_fd_ >= 0 ||
+                   acc_.text.size() >= access_batch_bytes || (flushing_ && !acc_.text.empty());
+        };
+        wake_.wait(lock, [&] { return urgent() || !acc_.text.empty(); });
+        // Access lines alone are not urgent: gather them for a moment, so that a busy server
+        // costs the writer one wake-up and one write per batch, not one per request.
+        if (!urgent())
+            wake_.wait_for(lock, access_batch_delay, urgent);
         if (reopened_fd_ >= 0) {
             if (own_access_fd_)
                 ::close(access_fd_);
             access_fd_ = std::exchange(reopened_fd_, -1);
             own_access_fd_ = true;
         }
-        auto err_lines = std::move(err_.lines);
-        auto acc_lines = std::move(acc_.lines);
-        err_.lines.clear();
-        acc_.lines.clear();
-        err_.bytes = acc_.bytes = 0;
+        err_text.swap(err_.text);
+        acc_text.swap(acc_.text);
         const auto err_dropped = std::exchange(err_.dropped, 0);
         const auto acc_dropped = std::exchange(acc_.dropped, 0);
         const bool done = stopping_;
         const int afd = access_fd_;
+        writing_ = true;
         lock.unlock();
-        for (const auto& l : err_lines)
-            write_all(STDERR_FILENO, l);
-        for (const auto& l : acc_lines)
-            write_all(afd, l);
         if (err_dropped + acc_dropped > 0)
-            write_all(STDERR_FILENO,
-                      diagnostic(log_level::warn,
-                                 std::to_string(err_dropped) + " diagnostic and " +
-                                     std::to_string(acc_dropped) +
-                                     " access log line(s) dropped: the log was not read fast "
-                                     "enough") +
-                          '\n');
+            err_text += diagnostic(log_level::warn,
+                                   std::to_string(err_dropped) + " diagnostic and " +
+                                       std::to_string(acc_dropped) +
+                                       " access log line(s) dropped: the log was not read fast "
+                                       "enough") +
+                        '\n';
+        write_all(STDERR_FILENO, err_text);
+        write_all(afd, acc_text);
+        err_text.clear();
+        acc_text.clear();
         lock.lock();
-        if (done && err_.lines.empty() && acc_.lines.empty())
+        writing_ = false;
+        written_.notify_all();
+        if (done && err_.text.empty() && acc_.text.empty())
             return;
     }
 }

@@ -4,8 +4,8 @@
 // line per request, to a file or stderr).
 //
 // Workers never write to a descriptor themselves: they queue whole lines, and one writer thread
-// per server writes them out, so lines from several workers never interleave (a pipe makes only
-// writes of up to PIPE_BUF bytes atomic) and a log pipe that nobody reads never stalls a
+// per server writes them out, batched, so lines from several workers never interleave (a pipe makes
+// only writes of up to PIPE_BUF bytes atomic) and a log pipe that nobody reads never stalls a
 // request. The queue is bounded (log_queue_bytes); lines that do not fit are dropped and
 // counted, and the count is reported once the writer catches up. Diagnostics a peer can cause
 // (refusals, malformed input) share a budget of peer_lines_per_second, with the suppressed
@@ -20,7 +20,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -46,6 +45,10 @@ using proto::quote;
 constexpr std::size_t access_target_bytes = 2048;
 // Lines waiting for the writer, per destination, in bytes.
 constexpr std::size_t log_queue_bytes = 1u << 20;
+// Access-log lines wait up to this long for more to write with them, unless this many bytes
+// are queued: a busy server's writer wakes a few times a second, not once per request.
+constexpr auto access_batch_delay = std::chrono::milliseconds(50);
+constexpr std::size_t access_batch_bytes = 64 * 1024;
 // Diagnostics caused by peers, across the server, per second.
 constexpr unsigned peer_lines_per_second = 20;
 
@@ -62,6 +65,10 @@ public:
     // Opens the access log file again (after logrotate moved it: SIGHUP). Returns an error
     // message, empty on success; on failure the old file stays in use.
     std::string reopen();
+
+    // Returns once every line queued so far has been written (server::stop() calls it, so a
+    // stopped server's logs are complete on disk).
+    void flush();
 
     bool enabled(log_level level) const noexcept {
         return level >= level_ && level != log_level::off;
@@ -82,8 +89,7 @@ public:
 
 private:
     struct queue {
-        std::deque<std::string> lines;
-        std::size_t bytes = 0;
+        std::string text;          // whole lines, each ending in '\n', written in one go
         std::uint64_t dropped = 0; // since the last report
     };
     void push(bool access, std::string line);
@@ -98,6 +104,9 @@ private:
 
     std::mutex mutex_;
     std::condition_variable wake_;
+    std::condition_variable written_; // the writer finished a round (for flush())
+    bool writing_ = false;            // the writer holds lines it has not written yet
+    bool flushing_ = false;
     queue err_, acc_;
     bool stopping_ = false;
     std::thread writer_;

@@ -169,6 +169,7 @@ void server::stop() {
     // contexts destroy the coroutine frames of any connection still open.
     impl_->listeners.clear();
     state.workers.clear();
+    state.log.flush(); // what the workers logged is written by the time stop() returns
     impl_->stopped = true;
     impl_->cv.notify_all();
 }
