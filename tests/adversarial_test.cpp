@@ -349,14 +349,26 @@ TEST_SUITE("adversarial") {
     }
 
     TEST_CASE("an exception that escapes a connection closes it - the server serves on") {
-        // A throw that is not a std::exception passes the handler's own catch (which answers
-        // 500) and reaches the session's boundary: once that was std::terminate for the whole
-        // process.
+        // A plain handler's throw of any kind is the router's 500. A stream handler's throw
+        // that is not a std::exception passes its catch and reaches the session's boundary:
+        // once that was std::terminate for the whole process.
+        struct odd_stream : service::stream_handler {
+            std::optional<std::uint64_t> begin(const service::request&,
+                                               service::response&) override {
+                throw 42;
+            }
+            void data(std::string_view, std::string&) override {}
+        };
         server_fixture srv(true, {}, [](service::router& r) {
             r.get("/odd", [](const service::request&, service::response&) { throw 42; });
+            r.add_stream(service::http::verb::post, "/odd",
+                         [] { return std::make_unique<odd_stream>(); });
         });
         for (int i = 0; i < 3; ++i) {
-            CHECK(get(srv.endpoint(), "/odd").empty()); // closed without an answer
+            CHECK(status_line(get(srv.endpoint(), "/odd")) == "HTTP/1.1 500 Internal Server Error");
+            CHECK(roundtrip(srv.endpoint(), "POST /odd HTTP/1.1\r\nHost: x\r\n"
+                                            "Content-Length: 0\r\n\r\n")
+                      .empty()); // closed without an answer
             CHECK(body_of(get(srv.endpoint(), "/hello")) == "Hello Anonymous");
         }
     }

@@ -1,13 +1,54 @@
 #include <udshttp/proto/endpoint.hpp>
 
 #include <arpa/inet.h>
+#include <sys/socket.h>
 #include <sys/un.h>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
+#include <cstddef>
+#include <cstring>
 #include <limits>
 
 namespace udshttp::proto {
+
+std::optional<endpoint> endpoint::from_sockaddr(const void* sa, std::size_t len) {
+    if (len < sizeof(sa_family_t))
+        return std::nullopt;
+    sockaddr_storage ss{};
+    std::memcpy(&ss, sa, std::min(len, sizeof ss));
+    std::array<char, INET6_ADDRSTRLEN> text{};
+    switch (ss.ss_family) {
+    case AF_UNIX: {
+        const auto& un = reinterpret_cast<const sockaddr_un&>(ss);
+        const auto start = offsetof(sockaddr_un, sun_path);
+        if (len <= start)
+            return std::nullopt; // unnamed
+        const auto path_len = std::min(len, sizeof(sockaddr_un)) - start;
+        if (un.sun_path[0] == '\0')
+            return abstract(std::string(un.sun_path + 1, path_len - 1));
+        return unix_path(std::string(un.sun_path, ::strnlen(un.sun_path, path_len)));
+    }
+    case AF_INET: {
+        if (len < sizeof(sockaddr_in))
+            return std::nullopt;
+        const auto& in = reinterpret_cast<const sockaddr_in&>(ss);
+        ::inet_ntop(AF_INET, &in.sin_addr, text.data(), text.size());
+        return tcp(text.data(), ntohs(in.sin_port));
+    }
+    case AF_INET6: {
+        if (len < sizeof(sockaddr_in6))
+            return std::nullopt;
+        const auto& in6 = reinterpret_cast<const sockaddr_in6&>(ss);
+        ::inet_ntop(AF_INET6, &in6.sin6_addr, text.data(), text.size());
+        return tcp(text.data(), ntohs(in6.sin6_port));
+    }
+    default:
+        return std::nullopt;
+    }
+}
+
 namespace {
 
 static_assert(max_unix_path_length == sizeof(sockaddr_un::sun_path) - 1,

@@ -46,30 +46,6 @@ asio::ip::address resolve_host(const proto::endpoint& where) {
     return results.begin()->endpoint().address();
 }
 
-proto::endpoint tcp_endpoint_of(const generic::endpoint& ep) {
-    asio::ip::tcp::endpoint tcp;
-    std::memcpy(tcp.data(), ep.data(), ep.size());
-    tcp.resize(ep.size());
-    return proto::endpoint::tcp(tcp.address().to_string(), tcp.port());
-}
-
-// What an inherited socket is bound to, for the start-up report; fd:N if it has no name.
-proto::endpoint describe_inherited(const sockaddr_storage& ss, socklen_t len,
-                                   const proto::endpoint& where) {
-    if (ss.ss_family == AF_UNIX) {
-        const auto& un = reinterpret_cast<const sockaddr_un&>(ss);
-        const auto path_len = len - offsetof(sockaddr_un, sun_path);
-        if (len <= offsetof(sockaddr_un, sun_path) || path_len == 0)
-            return where; // unnamed
-        if (un.sun_path[0] == '\0')
-            return proto::endpoint::abstract(std::string(un.sun_path + 1, path_len - 1));
-        return proto::endpoint::unix_path(
-            std::string(un.sun_path, ::strnlen(un.sun_path, path_len)));
-    }
-    generic::endpoint ep(reinterpret_cast<const sockaddr*>(&ss), len);
-    return tcp_endpoint_of(ep);
-}
-
 } // namespace
 
 listener::listener(worker& home, const proto::endpoint& where, const server_options& options)
@@ -124,7 +100,8 @@ listener::listener(worker& home, const proto::endpoint& where, const server_opti
                                     " is not a loopback address, so other hosts could call; "
                                     "pass --allow-remote if that is intended");
         open_bind(generic::endpoint(ep));
-        bound_ = tcp_endpoint_of(acceptor_.local_endpoint(ec));
+        const auto local = acceptor_.local_endpoint(ec);
+        bound_ = proto::endpoint::from_sockaddr(local.data(), local.size()).value_or(where);
         break;
     }
     case proto::transport::inherited_fd: {
@@ -146,7 +123,7 @@ listener::listener(worker& home, const proto::endpoint& where, const server_opti
         acceptor_.assign(generic(ss.ss_family, protocol), where.fd, ec);
         if (ec)
             fail(ec, where, "assign");
-        bound_ = describe_inherited(ss, ss_len, where);
+        bound_ = proto::endpoint::from_sockaddr(&ss, ss_len).value_or(where);
         return; // already listening; systemd owns the socket file
     }
     case proto::transport::systemd:
@@ -186,7 +163,7 @@ awaitable<> listener::accept_loop(server_state& state) {
         // Who it is and whether it may call, before a byte is read: a refused peer gets its
         // 403 from a budget of its own and never takes a place under max_connections.
         auto peer = read_peer(socket.native_handle(), is_unix_);
-        if (auto why = refusal(state.options, peer, socket.native_handle())) {
+        if (auto why = why_refused(state.options, peer, socket.native_handle())) {
             if (state.refusing.fetch_add(1, std::memory_order_relaxed) < max_refusals) {
                 asio::co_spawn(
                     target.ctx,
@@ -196,7 +173,7 @@ awaitable<> listener::accept_loop(server_state& state) {
                     });
             } else {
                 state.refusing.fetch_sub(1, std::memory_order_relaxed);
-                home_.stats.count_reject(reject_reason::forbidden); // closed unanswered
+                home_.stats.count_reject(rejection::forbidden); // closed unanswered
             }
             continue;
         }
@@ -227,47 +204,6 @@ void listener::start(server_state& state) {
 void listener::close() noexcept {
     boost::system::error_code ignored;
     acceptor_.close(ignored);
-}
-
-std::vector<proto::endpoint> expand_inherited(const proto::endpoint& where) {
-    if (where.kind != proto::transport::systemd)
-        return {where};
-    auto env_error = [&](const std::string& why) {
-        return startup_error(asio::error::invalid_argument,
-                             "cannot listen on " + where.to_string() + ": " + why);
-    };
-    const char* pid = std::getenv("LISTEN_PID");
-    const char* fds = std::getenv("LISTEN_FDS");
-    if (!pid || !fds)
-        throw env_error("no sockets were passed (LISTEN_PID/LISTEN_FDS are not set; start it "
-                        "from a systemd .socket unit)");
-    if (std::to_string(::getpid()) != pid)
-        throw env_error(std::string("LISTEN_PID is ") + pid + ", not this process (" +
-                        std::to_string(::getpid()) + ")");
-    const int count = std::atoi(fds);
-    if (count <= 0)
-        throw env_error(std::string("LISTEN_FDS is '") + fds + "'");
-    std::vector<std::string> names;
-    if (const char* n = std::getenv("LISTEN_FDNAMES")) {
-        std::stringstream ss(n);
-        for (std::string item; std::getline(ss, item, ':');)
-            names.push_back(item);
-    }
-    std::vector<proto::endpoint> out;
-    constexpr int first_fd = 3; // SD_LISTEN_FDS_START
-    for (int i = 0; i < count; ++i) {
-        const std::string name =
-            i < static_cast<int>(names.size()) ? names[static_cast<std::size_t>(i)] : "";
-        if (where.address.empty() || where.address == name)
-            out.push_back(proto::endpoint{.kind = proto::transport::inherited_fd,
-                                          .address = name,
-                                          .port = 0,
-                                          .fd = first_fd + i});
-    }
-    if (out.empty())
-        throw env_error("no passed socket is named '" + where.address + "' (LISTEN_FDNAMES=" +
-                        (std::getenv("LISTEN_FDNAMES") ? std::getenv("LISTEN_FDNAMES") : "") + ")");
-    return out;
 }
 
 } // namespace udshttp::service::detail

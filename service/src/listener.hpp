@@ -40,8 +40,4 @@ private:
     bool is_unix_ = false;
 };
 
-// Resolves `systemd` / `systemd:NAME` to the fd:N endpoints systemd passed (LISTEN_PID,
-// LISTEN_FDS, LISTEN_FDNAMES); other endpoints are returned as they are.
-std::vector<proto::endpoint> expand_inherited(const proto::endpoint& where);
-
 } // namespace udshttp::service::detail

@@ -27,21 +27,15 @@ proto::peer_info read_peer(int fd, bool is_unix) {
     socklen_t len = sizeof ss;
     if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0)
         return peer;
-    std::array<char, INET6_ADDRSTRLEN> text{};
-    if (ss.ss_family == AF_INET) {
-        const auto& in = reinterpret_cast<const sockaddr_in&>(ss);
-        ::inet_ntop(AF_INET, &in.sin_addr, text.data(), text.size());
-        peer.port = ntohs(in.sin_port);
-    } else if (ss.ss_family == AF_INET6) {
-        const auto& in6 = reinterpret_cast<const sockaddr_in6&>(ss);
-        ::inet_ntop(AF_INET6, &in6.sin6_addr, text.data(), text.size());
-        peer.port = ntohs(in6.sin6_port);
+    if (const auto ep = proto::endpoint::from_sockaddr(&ss, len)) {
+        peer.address = ep->address;
+        peer.port = ep->port;
     }
-    peer.address = text.data();
     return peer;
 }
 
-std::optional<std::string> refusal(const server_options& o, const proto::peer_info& peer, int fd) {
+std::optional<std::string> why_refused(const server_options& o, const proto::peer_info& peer,
+                                       int fd) {
     if (o.allow_uids.empty() && o.allow_gids.empty())
         return std::nullopt;
     if (peer.transport != "unix")

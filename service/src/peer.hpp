@@ -17,6 +17,7 @@ proto::peer_info read_peer(int fd, bool is_unix);
 
 // Why the peer may not call, or nullopt if it may. Unix peers are checked by uid, then by
 // primary gid, then by supplementary groups (SO_PEERGROUPS, Linux 4.13+).
-std::optional<std::string> refusal(const server_options& o, const proto::peer_info& peer, int fd);
+std::optional<std::string> why_refused(const server_options& o, const proto::peer_info& peer,
+                                       int fd);
 
 } // namespace udshttp::service::detail

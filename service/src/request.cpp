@@ -1,12 +1,12 @@
 #include <udshttp/service/request.hpp>
+#include <udshttp/service/router.hpp>
 
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/field.hpp>
 
 namespace udshttp::service {
 
-void request::split_target() noexcept {
-    std::string_view target = message_.target();
+target_parts split_target(std::string_view target) noexcept {
     // RFC 9112 3.2.2: absolute-form ("http://localhost/hello") is served as its path; an
     // absolute-form target without a path means "/".
     if (!target.empty() && target.front() != '/') {
@@ -17,25 +17,18 @@ void request::split_target() noexcept {
             target.remove_prefix(scheme_end + 3);
             const auto path = target.find_first_of("/?");
             target = path == std::string_view::npos ? std::string_view() : target.substr(path);
-            if (target.empty() || target.front() == '?') {
-                path_ = "/";
-                if (!target.empty())
-                    query_ = target.substr(1);
-                return;
-            }
+            if (target.empty() || target.front() == '?')
+                return {"/", target.empty() ? target : target.substr(1)};
         }
     }
     const auto q = target.find('?');
-    path_ = target.substr(0, q);
-    if (q != std::string_view::npos)
-        query_ = target.substr(q + 1);
+    if (q == std::string_view::npos)
+        return {target, {}};
+    return {target.substr(0, q), target.substr(q + 1)};
 }
 
 std::string_view request::param(std::string_view name) const noexcept {
-    for (const auto& [key, value] : params_)
-        if (key == name)
-            return value;
-    return {};
+    return match_ ? match_->param(name) : std::string_view();
 }
 
 bool request::wants_json() const noexcept {

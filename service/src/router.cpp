@@ -83,14 +83,17 @@ bool router::contains(http::verb method, std::string_view pattern) const noexcep
     return false;
 }
 
-bool router::match_path(const route& r, std::string_view path,
-                        std::vector<std::pair<std::string_view, std::string_view>>& raw) {
+namespace {
+
+// Fills `raw` with the {param} segments of `path` if it matches `segments` whole.
+bool match_path(const auto& segments, std::string_view path,
+                std::vector<std::pair<std::string_view, std::string_view>>& raw) {
     raw.clear();
     std::size_t i = 0;
     const bool ok = for_each_segment(path, [&](std::string_view seg) {
-        if (i == r.segments.size())
+        if (i == segments.size())
             return false;
-        const auto& want = r.segments[i++];
+        const auto& want = segments[i++];
         if (want.is_param) {
             if (seg.empty())
                 return false;
@@ -99,18 +102,22 @@ bool router::match_path(const route& r, std::string_view path,
         }
         return seg == want.text;
     });
-    return ok && i == r.segments.size();
+    return ok && i == segments.size();
 }
 
-router::match_result router::match(http::verb method, std::string_view path, request& req) const {
-    match_result out;
+} // namespace
+
+route_match router::resolve(http::verb method, std::string_view target) const {
+    route_match out;
+    out.path_ = split_target(target).path;
     std::vector<std::pair<std::string_view, std::string_view>> raw;
     const route* found = nullptr;
     const route* head_fallback = nullptr;
+    bool path_known = false;
     for (const auto& r : routes_) {
-        if (!match_path(r, path, raw))
+        if (!match_path(r.segments, out.path_, raw))
             continue;
-        out.path_known = true;
+        path_known = true;
         if (r.method == method) {
             found = &r;
             break;
@@ -122,43 +129,101 @@ router::match_result router::match(http::verb method, std::string_view path, req
         found = head_fallback;
     if (found) {
         // raw holds the parameters of the last path match; recompute for the chosen route.
-        match_path(*found, path, raw);
-        auto& params = req.params();
-        params.clear();
+        match_path(found->segments, out.path_, raw);
         for (const auto& [name, value] : raw) {
             auto decoded = proto::percent_decode(value);
             if (!decoded) {
-                out.bad_encoding = true;
+                out.verdict_ = route_match::verdict::bad_encoding;
+                out.params_.clear();
                 return out;
             }
-            params.emplace_back(name, std::move(*decoded));
+            out.params_.emplace_back(name, std::move(*decoded));
         }
-        if (found->stream)
-            out.stream = &found->stream;
-        else
-            out.target = &found->fn;
-        out.index = static_cast<std::size_t>(found - routes_.data());
+        out.verdict_ = route_match::verdict::found;
+        out.route_ = found;
+        out.index_ = static_cast<std::size_t>(found - routes_.data());
         return out;
     }
-    if (out.path_known) {
-        bool has_get = false;
-        bool has_head = false;
-        for (const auto& r : routes_) {
-            if (!match_path(r, path, raw))
-                continue;
-            const auto name = http::to_string(r.method);
-            if (out.allow.find(name) != std::string::npos)
-                continue;
-            if (!out.allow.empty())
-                out.allow += ", ";
-            out.allow += name;
-            has_get |= r.method == http::verb::get;
-            has_head |= r.method == http::verb::head;
-        }
-        if (has_get && !has_head)
-            out.allow += ", HEAD";
+    if (!path_known)
+        return out; // not_found
+    out.verdict_ = route_match::verdict::method_not_allowed;
+    bool has_get = false;
+    bool has_head = false;
+    for (const auto& r : routes_) {
+        if (!match_path(r.segments, out.path_, raw))
+            continue;
+        const auto name = http::to_string(r.method);
+        if (out.allow_.find(name) != std::string::npos)
+            continue;
+        if (!out.allow_.empty())
+            out.allow_ += ", ";
+        out.allow_ += name;
+        has_get |= r.method == http::verb::get;
+        has_head |= r.method == http::verb::head;
     }
+    if (has_get && !has_head)
+        out.allow_ += ", HEAD";
     return out;
+}
+
+router::outcome router::dispatch(const route_match& m, const request& req,
+                                 response& res) const noexcept {
+    const auto method = req.message().method_string();
+    outcome out;
+    try {
+        switch (m.verdict_) {
+        case route_match::verdict::found:
+            if (m.route_->fn) {
+                m.route_->fn(req, res);
+                out.by_route = true;
+                return out;
+            }
+            out.failure = "a stream route was dispatched as a plain one";
+            break;
+        case route_match::verdict::bad_encoding:
+            set_error(res, errc::bad_request,
+                      "invalid percent-encoding in path '" + std::string(m.path_) + "'");
+            return out;
+        case route_match::verdict::method_not_allowed:
+            set_error(res, errc::method_not_allowed,
+                      std::string(method) + " is not allowed on " + std::string(m.path_) +
+                          "; allowed: " + m.allow_);
+            res.set(http::field::allow, m.allow_);
+            return out;
+        case route_match::verdict::not_found:
+            set_error(res, errc::not_found,
+                      "no route for " + std::string(method) + " " + std::string(m.path_));
+            return out;
+        }
+    } catch (const std::exception& e) {
+        out.failure = e.what();
+    } catch (...) {
+        out.failure = "an exception that is not a std::exception";
+    }
+    // A handler threw (or the router could not allocate its own answer): whatever it had
+    // set is dropped for a plain 500.
+    try {
+        res = response{http::status::ok, req.message().version()};
+        set_error(res, errc::internal_error);
+    } catch (...) {
+        res.result(http::status::internal_server_error);
+        res.body().clear();
+    }
+    out.by_route = false;
+    return out;
+}
+
+std::unique_ptr<stream_handler> router::open_stream(const route_match& m) const {
+    if (!m.streams())
+        return nullptr;
+    return m.route_->stream();
+}
+
+std::string_view route_match::param(std::string_view name) const noexcept {
+    for (const auto& [key, value] : params_)
+        if (key == name)
+            return value;
+    return {};
 }
 
 } // namespace udshttp::service

@@ -1,5 +1,6 @@
 #include <udshttp/service/server.hpp>
 
+#include "inherited_sockets.hpp"
 #include "listener.hpp"
 #include "server_state.hpp"
 #include "session.hpp"
@@ -111,7 +112,7 @@ void server::start() {
     const auto tick = sweep_tick(state.options);
     for (auto& w : state.workers) {
         impl_->guards.emplace_back(w->ctx.get_executor());
-        detail::start_sweeper(state, *w, tick);
+        detail::start_sweeper(*w, tick);
     }
     for (auto& l : impl_->listeners)
         l->start(state);

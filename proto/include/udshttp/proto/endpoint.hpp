@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -60,6 +61,11 @@ struct endpoint {
         return (kind != transport::unix_path || address.size() <= max_unix_path_length) &&
                (kind != transport::unix_abstract || address.size() <= max_abstract_name_length);
     }
+
+    /// The endpoint a socket address names (getsockname(), getpeername()): a Unix path, an
+    /// abstract name, or a TCP address and port. nullopt for an unnamed Unix socket, a family
+    /// that is none of these, or a length too short for its family. `sa` is a `sockaddr*`.
+    static std::optional<endpoint> from_sockaddr(const void* sa, std::size_t len);
 
     /// Parses the grammar above. Errors name the input and what is wrong with it.
     static result<endpoint> parse(std::string_view text);

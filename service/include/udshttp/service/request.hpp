@@ -20,6 +20,18 @@ namespace udshttp::service {
 
 namespace http = boost::beast::http;
 
+class route_match;
+
+/// A request target split into its path and query, both still percent-encoded. An
+/// absolute-form target ("http://host/a?b", RFC 9112 3.2.2) gives its path ("/a"), or "/"
+/// when it has none.
+struct target_parts {
+    std::string_view path;  ///< "/hello/Ada%20L"
+    std::string_view query; ///< without '?'; empty if none
+};
+/// Splits a request target (see target_parts).
+target_parts split_target(std::string_view target) noexcept;
+
 /// The HTTP response a handler fills in. It arrives with status 200, the request's HTTP
 /// version and keep-alive, and a Server field; the session sets Content-Length.
 using response = http::response<http::string_body>;
@@ -31,19 +43,20 @@ class request {
 public:
     using message_type = http::request<http::string_body>;
 
-    request(const message_type& message, const proto::peer_info& peer) noexcept
-        : message_(message), peer_(peer) {
-        split_target();
-    }
+    /// A request for `message` from `peer`; `match`, when given, is what router::resolve()
+    /// found for it and supplies param(). All three must outlive the request.
+    request(const message_type& message, const proto::peer_info& peer,
+            const route_match* match = nullptr) noexcept
+        : message_(message), peer_(peer), match_(match), target_(split_target(message.target())) {}
 
     /// The whole HTTP message (method, target, fields, body).
     const message_type& message() const noexcept { return message_; }
     /// The method.
     http::verb method() const noexcept { return message_.method(); }
     /// The path part of the target, still percent-encoded: "/hello/Ada%20L".
-    std::string_view path() const noexcept { return path_; }
+    std::string_view path() const noexcept { return target_.path; }
     /// The query part of the target without '?', still percent-encoded; empty if none.
-    std::string_view query() const noexcept { return query_; }
+    std::string_view query() const noexcept { return target_.query; }
     /// The body.
     const std::string& body() const noexcept { return message_.body(); }
     /// Who sent it: pid/uid/gid over Unix sockets, address/port over TCP.
@@ -54,24 +67,19 @@ public:
     /// True when the Accept field asks for application/json.
     bool wants_json() const noexcept;
 
-    /// Used by the router: the decoded {param} values of the matched route.
-    std::vector<std::pair<std::string_view, std::string>>& params() noexcept { return params_; }
-
 private:
-    void split_target() noexcept;
-
     const message_type& message_;
     const proto::peer_info& peer_;
-    std::string_view path_;
-    std::string_view query_;
-    std::vector<std::pair<std::string_view, std::string>> params_;
+    const route_match* match_;
+    target_parts target_;
 };
 
 /// A handler that sees the request body as it arrives and answers while it arrives, in memory
 /// bounded by one piece (64 KiB), whatever the body's size: echo, hashing, storing an upload.
 /// One object per request, created by the route's factory; all calls on the worker thread.
-/// Stream routes are not bound by max_body_bytes (that limit exists to bound buffered bodies);
-/// the idle timeout still bounds every pause.
+/// A stream route's body is bound by max_body_bytes like any other (judged on Content-Length
+/// before a byte is read, or counted as a chunked body arrives); what it never does is sit
+/// whole in memory. The idle timeout bounds every pause.
 class stream_handler {
 public:
     virtual ~stream_handler() = default;
