@@ -1,5 +1,7 @@
 // udshttp: a curl-compatible command line over the udshttp client library.
 
+#include "cli.hpp"
+
 #include <udshttp/client/client.hpp>
 #include <udshttp/proto/units.hpp>
 #include <udshttp/proto/url.hpp>
@@ -27,270 +29,13 @@
 
 namespace {
 
-// Exit codes follow curl's, so scripts that check them port over unchanged.
-enum exit_code : int {
-    ok = 0,
-    usage = 2,
-    bad_url = 3,
-    weird_reply = 8,
-    connect_failed = 7,
-    http_error = 22,
-    write_error = 23,
-    read_error = 26,
-    bad_argument = 43, // curl's CURLE_BAD_FUNCTION_ARGUMENT
-    timed_out = 28,
-    empty_reply = 52,
-    recv_error = 56,
-};
-
-void print_help() {
-    std::cout << R"(Usage: udshttp [OPTIONS] URL
-       udshttp routes URL
-
-Send one HTTP/1.1 request over a Unix socket or TCP and print the response body.
-"udshttp routes URL" lists the routes of the udshttp server at URL's endpoint (from its
-/openapi.json): method, path and summary, one per line.
-
-URLs:
-  http+unix://%2Frun%2Fapp.sock/hello     socket path, percent-encoded (/ is %2F)
-  http+unix://%40name/hello               Linux abstract socket @name
-  http://127.0.0.1:8080/hello             TCP ([::1] for IPv6)
-  --unix-socket PATH http://localhost/x   curl's form, same effect
-
-Options (as curl's):
-  -X, --request METHOD        request method (default GET, POST with data, HEAD with -I)
-  -H, --header 'Name: value'  add a header field (repeatable)
-  -d, --data DATA             send DATA (form type unless -H sets one); @FILE reads FILE
-                              without CR/LF, @- reads stdin; repeated -d are joined with &
-      --data-binary DATA      send DATA exactly; @FILE and @- read a file or stdin as is
-                              (a lone --data-binary @FILE is streamed, never held whole)
-  -T, --upload-file FILE      PUT FILE, streamed (- for stdin, sent chunked)
-      --json DATA             send DATA as JSON (Content-Type and Accept application/json)
-  -i, --include               print the status line and header fields before the body
-  -I, --head                  send HEAD and print the header fields
-  -o, --output FILE           write the body to FILE instead of stdout
-  -f, --fail                  exit 22, printing no body, when the status is 400 or more
-  -s, --silent                print no error messages
-  -S, --show-error            print error messages even with -s
-  -v, --verbose               print the request and response heads on stderr
-  (bodies stream to stdout or FILE as they arrive; with stderr on a terminal and no -s, a
-   progress line is shown for transfers over 4 MiB)
-  -w, --write-out FORMAT      print FORMAT after the transfer: %{http_code},
-                              %{size_download}, %{time_total}, %{content_type}, \n
-      --unix-socket PATH      connect to the Unix socket PATH; the URL gives the target
-      --abstract-unix-socket NAME   the same, for the abstract socket @NAME
-  -m, --max-time DUR          whole-request deadline, seconds or 500ms/10s (default 30s)
-      --connect-timeout DUR   connect deadline (default 5s)
-  -h, --help                  this text
-  -V, --version               print the version
-
-Exit status (curl's numbers):
-  0 success   2 usage error   3 bad URL   7 cannot connect (no socket file, refused,
-  permission denied)   8 malformed reply   22 HTTP status >= 400 with --fail
-  23 cannot write output   26 cannot read a data file   28 timeout
-  52 empty reply   56 connection failed while receiving
-  43 a method or header with a control byte (CR, LF, NUL): never sent
-
-Examples:
-  udshttp http+unix://%2Ftmp%2Fudshttp.sock/hello/Ada
-  udshttp --unix-socket /tmp/udshttp.sock -H 'Accept: application/json' http://localhost/hello
-  udshttp -X PUT --data-binary @photo.jpg http+unix://%2Ftmp%2Fudshttp.sock/echo -o copy.jpg
-  udshttp --fail -sS -w '%{http_code}\n' -o /dev/null http://127.0.0.1:8080/healthz
-)";
-}
-
-struct cli {
-    std::string url;
-    std::string method;
-    udshttp::client::fields headers;
-    std::string data;
-    bool has_data = false;
-    bool form_data = false; // -d: default Content-Type is a form
-    bool json = false;
-    bool include = false;
-    bool head = false;
-    bool fail = false;
-    bool silent = false;
-    bool show_error = false;
-    bool verbose = false;
-    std::string upload_file; // --data-binary @FILE or -T FILE: streamed, never read whole
-    std::string output;
-    std::string write_out;
-    std::string unix_socket;
-    std::string abstract_socket;
-    udshttp::client::client_options options;
-};
-
-bool errors_shown(const cli& c) {
-    return !c.silent || c.show_error;
-}
+using namespace udshttp::cli;
+using cli = udshttp::cli::cli_options;
 
 [[noreturn]] void die(const cli& c, int code, const std::string& message) {
-    if (errors_shown(c))
+    if (c.errors_shown())
         std::cerr << "udshttp: " << message << '\n';
     std::exit(code);
-}
-
-[[noreturn]] void usage_error(const std::string& message) {
-    std::cerr << "udshttp: " << message << " (see udshttp --help)\n";
-    std::exit(usage);
-}
-
-std::string read_data(const cli& c, const std::string& arg, bool strip_newlines) {
-    if (arg.empty() || arg.front() != '@')
-        return arg;
-    const std::string name = arg.substr(1);
-    std::string content;
-    if (name == "-") {
-        content.assign(std::istreambuf_iterator<char>(std::cin), {});
-    } else {
-        std::ifstream in(name, std::ios::binary);
-        if (!in)
-            die(c, read_error, "cannot read data file '" + name + "': " + std::strerror(errno));
-        content.assign(std::istreambuf_iterator<char>(in), {});
-        if (in.bad())
-            die(c, read_error, "cannot read data file '" + name + "': " + std::strerror(errno));
-    }
-    if (strip_newlines)
-        std::erase_if(content, [](char ch) { return ch == '\r' || ch == '\n'; });
-    return content;
-}
-
-void add_data(cli& c, const std::string& text, bool join_with_ampersand) {
-    if (!c.upload_file.empty()) // more data after --data-binary @FILE: join them in memory
-        c.data = read_data(c, "@" + std::exchange(c.upload_file, {}), false);
-    if (c.has_data && join_with_ampersand)
-        c.data += '&';
-    c.data += text;
-    c.has_data = true;
-}
-
-std::chrono::milliseconds duration_arg(const std::string& flag, const std::string& text) {
-    auto d = udshttp::proto::parse_duration(text);
-    if (!d)
-        usage_error(flag + ": " + d.error().message);
-    return *d;
-}
-
-cli parse_args(int argc, char** argv) {
-    cli c;
-    std::vector<std::string> args(argv + 1, argv + argc);
-    // Expand combined short flags (-sSf) and attached values (-XPOST) into separate words.
-    std::vector<std::string> words;
-    const std::string takes_value = "XHdowmT";
-    for (std::size_t i = 0; i < args.size(); ++i) {
-        const auto& a = args[i];
-        if (a.size() > 2 && a[0] == '-' && a[1] != '-') {
-            for (std::size_t k = 1; k < a.size(); ++k) {
-                words.push_back(std::string("-") + a[k]);
-                if (takes_value.find(a[k]) != std::string::npos) {
-                    if (k + 1 < a.size())
-                        words.push_back(a.substr(k + 1));
-                    break;
-                }
-            }
-        } else {
-            words.push_back(a);
-        }
-    }
-
-    for (std::size_t i = 0; i < words.size(); ++i) {
-        std::string flag = words[i];
-        std::string inline_value;
-        bool has_inline = false;
-        if (auto eq = flag.find('='); flag.starts_with("--") && eq != std::string::npos) {
-            inline_value = flag.substr(eq + 1);
-            flag = flag.substr(0, eq);
-            has_inline = true;
-        }
-        auto next = [&]() -> std::string {
-            if (has_inline)
-                return inline_value;
-            if (i + 1 >= words.size())
-                usage_error("option " + flag + " needs a value");
-            return words[++i];
-        };
-        if (flag == "-h" || flag == "--help") {
-            print_help();
-            std::exit(ok);
-        } else if (flag == "-V" || flag == "--version") {
-            std::cout << "udshttp " << udshttp::version << '\n';
-            std::exit(ok);
-        } else if (flag == "-X" || flag == "--request") {
-            c.method = next();
-        } else if (flag == "-H" || flag == "--header") {
-            const auto h = next();
-            const auto colon = h.find(':');
-            if (colon == std::string::npos || colon == 0)
-                usage_error("-H: '" + h + "' is not 'Name: value'");
-            auto value = h.substr(colon + 1);
-            value.erase(0, value.find_first_not_of(" \t"));
-            c.headers.emplace_back(h.substr(0, colon), value);
-        } else if (flag == "-d" || flag == "--data" || flag == "--data-ascii") {
-            add_data(c, read_data(c, next(), true), true);
-            c.form_data = true;
-        } else if (flag == "--data-binary") {
-            const auto arg = next();
-            if (arg.size() > 1 && arg.front() == '@' && !c.has_data) {
-                c.upload_file = arg.substr(1); // the only data: stream it
-                c.has_data = true;
-            } else {
-                add_data(c, read_data(c, arg, false), true);
-            }
-        } else if (flag == "-T" || flag == "--upload-file") {
-            if (c.has_data)
-                usage_error("-T cannot be combined with -d/--data-binary/--json");
-            c.upload_file = next();
-            c.has_data = true;
-            if (c.method.empty())
-                c.method = "PUT";
-        } else if (flag == "--data-raw") {
-            add_data(c, next(), true);
-        } else if (flag == "--json") {
-            add_data(c, read_data(c, next(), false), false);
-            c.json = true;
-        } else if (flag == "-i" || flag == "--include") {
-            c.include = true;
-        } else if (flag == "-I" || flag == "--head") {
-            c.head = true;
-        } else if (flag == "-o" || flag == "--output") {
-            c.output = next();
-        } else if (flag == "-f" || flag == "--fail") {
-            c.fail = true;
-        } else if (flag == "-s" || flag == "--silent") {
-            c.silent = true;
-        } else if (flag == "-S" || flag == "--show-error") {
-            c.show_error = true;
-        } else if (flag == "-v" || flag == "--verbose") {
-            c.verbose = true;
-        } else if (flag == "-w" || flag == "--write-out") {
-            c.write_out = next();
-        } else if (flag == "--unix-socket") {
-            c.unix_socket = next();
-            // An unset shell variable must not quietly send the request over TCP instead.
-            if (c.unix_socket.empty())
-                usage_error("--unix-socket: the socket path is empty");
-        } else if (flag == "--abstract-unix-socket") {
-            c.abstract_socket = next();
-            if (c.abstract_socket.empty())
-                usage_error("--abstract-unix-socket: the socket name is empty");
-        } else if (flag == "-m" || flag == "--max-time") {
-            c.options.timeout = duration_arg(flag, next());
-        } else if (flag == "--connect-timeout") {
-            c.options.connect_timeout = duration_arg(flag, next());
-        } else if (flag == "--url") {
-            c.url = next();
-        } else if (flag.size() > 1 && flag[0] == '-') {
-            usage_error("unknown option '" + words[i] + "'");
-        } else if (c.url.empty()) {
-            c.url = flag;
-        } else {
-            usage_error("more than one URL given ('" + c.url + "' and '" + flag + "')");
-        }
-    }
-    if (c.url.empty())
-        usage_error("no URL given");
-    return c;
 }
 
 bool has_header(const cli& c, std::string_view name) {
@@ -495,14 +240,25 @@ int list_routes(const std::string& url_text) {
 }
 
 int main(int argc, char** argv) {
-    if (argc >= 2 && std::string_view(argv[1]) == "routes") {
-        if (argc != 3) {
-            std::cerr << "udshttp: usage: udshttp routes URL (see udshttp --help)\n";
-            return usage;
-        }
-        return list_routes(argv[2]);
+    const std::vector<std::string> args(argv + 1, argv + argc);
+    auto command = parse_cli(args);
+    if (!command) {
+        std::cerr << "udshttp: " << command.error().message << " (see udshttp --help)\n";
+        return usage;
     }
-    cli c = parse_args(argc, argv);
+    switch (command->action) {
+    case action::help:
+        std::cout << help_text();
+        return ok;
+    case action::version:
+        std::cout << "udshttp " << udshttp::version << '\n';
+        return ok;
+    case action::routes:
+        return list_routes(command->options.url);
+    case action::request:
+        break;
+    }
+    cli& c = command->options;
     udshttp::client::request req;
     req.url = effective_url(c);
     req.headers = c.headers;
@@ -514,8 +270,13 @@ int main(int argc, char** argv) {
     } else if (c.form_data && !has_header(c, "Content-Type")) {
         req.headers.emplace_back("Content-Type", "application/x-www-form-urlencoded");
     }
-    req.body = std::move(c.data);
-    req.method = !c.method.empty() ? c.method : c.head ? "HEAD" : c.has_data ? "POST" : "GET";
+    if (!c.data.empty()) {
+        auto body = load_data(c.data);
+        if (!body)
+            die(c, read_error, body.error().message);
+        req.body = std::move(*body);
+    }
+    req.method = c.effective_method();
 
     if (c.verbose) {
         auto parsed = udshttp::proto::url::parse(req.url);

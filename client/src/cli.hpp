@@ -1,0 +1,92 @@
+#pragma once
+
+// The udshttp command line, parsed without side effects: parse_cli() reads no file, prints
+// nothing and never exits, so every flag rule is a unit test (tests/internal/cli_test.cpp).
+// main.cpp does the I/O the parsed options ask for.
+
+#include <udshttp/client/client.hpp>
+
+#include <boost/system/result.hpp>
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace udshttp::cli {
+
+// Exit codes follow curl's, so scripts that check them port over unchanged.
+enum exit_code : int {
+    ok = 0,
+    usage = 2,
+    bad_url = 3,
+    weird_reply = 8,
+    connect_failed = 7,
+    http_error = 22,
+    write_error = 23,
+    read_error = 26,
+    bad_argument = 43, // curl's CURLE_BAD_FUNCTION_ARGUMENT
+    timed_out = 28,
+    empty_reply = 52,
+    recv_error = 56,
+};
+
+// One piece of the request body as given: -d, --data-binary, --data-raw or --json.
+struct data_part {
+    std::string text{};          // the data, or the file name when from_file ("-": stdin)
+    bool from_file = false;      // given as @FILE
+    bool strip_newlines = false; // -d @FILE drops CR and LF, as curl does
+    bool ampersand = true;       // joined to what precedes it with '&' (not --json)
+    friend bool operator==(const data_part&, const data_part&) = default;
+};
+
+struct cli_options {
+    std::string url{};
+    std::string method{}; // empty: GET, POST with data, HEAD with -I, PUT with -T
+    client::fields headers{};
+    std::vector<data_part> data{}; // in the order given
+    std::string upload_file{};     // -T FILE, or a lone --data-binary @FILE: streamed
+    bool form_data = false;        // -d: the default Content-Type is a form
+    bool json = false;
+    bool include = false;
+    bool head = false;
+    bool fail = false;
+    bool silent = false;
+    bool show_error = false;
+    bool verbose = false;
+    std::string output{};
+    std::string write_out{};
+    std::string unix_socket{};
+    std::string abstract_socket{};
+    client::client_options options{};
+
+    bool has_data() const noexcept { return !data.empty() || !upload_file.empty(); }
+    bool errors_shown() const noexcept { return !silent || show_error; }
+    // The method to send: -X, or what the other options imply.
+    std::string effective_method() const;
+};
+
+enum class action { request, help, version, routes };
+
+struct command {
+    cli::action action = action::request;
+    cli_options options{}; // for routes: only url
+};
+
+struct usage_error {
+    std::string message; // one line, without the "udshttp: " prefix
+};
+[[noreturn]] void throw_exception_from_error(const usage_error& e,
+                                             const boost::source_location& loc);
+
+// Parses the arguments after the program name.
+boost::system::result<command, usage_error> parse_cli(std::span<const std::string> args);
+
+// The body -d/--data-binary/--json give, read whole: files and stdin are read here. Errors
+// name the file and the errno meaning.
+udshttp::result<std::string> load_data(const std::vector<data_part>& parts);
+
+std::string_view help_text() noexcept;
+
+} // namespace udshttp::cli

@@ -1,0 +1,124 @@
+// The udshttp CLI's flag rules, without a process: parse_cli() and load_data().
+
+#include "cli.hpp"
+#include "support/support.hpp"
+
+#include <doctest/doctest.h>
+
+#include <fstream>
+
+using namespace udshttp::cli;
+using namespace std::chrono_literals;
+
+namespace {
+
+command parse(std::vector<std::string> args) {
+    auto r = parse_cli(args);
+    REQUIRE_MESSAGE(r.has_value(), (r ? "" : r.error().message));
+    return *r;
+}
+
+std::string error_of(std::vector<std::string> args) {
+    auto r = parse_cli(args);
+    REQUIRE_FALSE(r.has_value());
+    return r.error().message;
+}
+
+} // namespace
+
+TEST_SUITE("internal") {
+
+    TEST_CASE("cli: bundled short flags and attached values") {
+        const auto c = parse({"-sSfiv", "-XPUT", "-o/tmp/x", "http://h/"}).options;
+        CHECK(c.silent);
+        CHECK(c.show_error);
+        CHECK(c.fail);
+        CHECK(c.include);
+        CHECK(c.verbose);
+        CHECK(c.method == "PUT");
+        CHECK(c.output == "/tmp/x");
+        CHECK(c.url == "http://h/");
+        // A value-taking flag ends the bundle: the rest is its value.
+        const auto w = parse({"-sw%{http_code}", "u"}).options;
+        CHECK(w.silent);
+        CHECK(w.write_out == "%{http_code}");
+        CHECK(parse({"-m5", "u"}).options.options.timeout == 5s);
+        CHECK(parse({"--max-time=250ms", "u"}).options.options.timeout == 250ms);
+    }
+
+    TEST_CASE("cli: -d joins with & - @FILE and --json keep their shape") {
+        auto c = parse({"-d", "a=1", "-db=2", "--data-raw", "@c", "u"}).options;
+        CHECK(c.form_data);
+        CHECK(c.effective_method() == "POST");
+        REQUIRE(c.data.size() == 3);
+        CHECK(c.data[1] == data_part{"b=2", false, false, true});
+        CHECK(c.data[2] == data_part{"@c", false, false, true}); // --data-raw: no @FILE
+        CHECK(parse({"-d", "@f.txt", "u"}).options.data[0] == data_part{"f.txt", true, true, true});
+        auto j = parse({"--json", "{\"a\":1}", "u"}).options;
+        CHECK(j.json);
+        CHECK_FALSE(j.data[0].ampersand);
+    }
+
+    TEST_CASE("cli: a lone --data-binary @FILE streams - more data joins it in memory") {
+        auto lone = parse({"--data-binary", "@big.iso", "u"}).options;
+        CHECK(lone.upload_file == "big.iso");
+        CHECK(lone.data.empty());
+        CHECK(lone.effective_method() == "POST");
+        auto joined = parse({"--data-binary", "@a.bin", "-d", "x", "u"}).options;
+        CHECK(joined.upload_file.empty());
+        REQUIRE(joined.data.size() == 2);
+        CHECK(joined.data[0] == data_part{"a.bin", true, false, true});
+        CHECK(parse({"-d", "x", "--data-binary", "@a.bin", "u"}).options.upload_file.empty());
+        auto t = parse({"-T", "f", "u"}).options;
+        CHECK(t.upload_file == "f");
+        CHECK(t.effective_method() == "PUT");
+        CHECK(error_of({"-d", "x", "-T", "f", "u"}).starts_with("-T cannot be combined"));
+    }
+
+    TEST_CASE("cli: methods implied by -I and by data") {
+        CHECK(parse({"u"}).options.effective_method() == "GET");
+        CHECK(parse({"-I", "u"}).options.effective_method() == "HEAD");
+        CHECK(parse({"-X", "DELETE", "-d", "x", "u"}).options.effective_method() == "DELETE");
+    }
+
+    TEST_CASE("cli: usage errors name the flag") {
+        CHECK(error_of({}) == "no URL given");
+        CHECK(error_of({"-X"}) == "option -X needs a value");
+        CHECK(error_of({"--nope", "u"}) == "unknown option '--nope'");
+        CHECK(error_of({"a", "b"}) == "more than one URL given ('a' and 'b')");
+        CHECK(error_of({"-H", "novalue", "u"}) == "-H: 'novalue' is not 'Name: value'");
+        CHECK(error_of({"--unix-socket", "", "u"}) == "--unix-socket: the socket path is empty");
+        CHECK(error_of({"-m", "soon", "u"}).starts_with("-m: "));
+        CHECK(error_of({"routes"}) == "usage: udshttp routes URL");
+    }
+
+    TEST_CASE("cli: help - version - routes") {
+        CHECK(parse({"-h", "--nope"}).action == action::help);
+        CHECK(parse({"--version"}).action == action::version);
+        const auto r = parse({"routes", "http://h/"});
+        CHECK(r.action == action::routes);
+        CHECK(r.options.url == "http://h/");
+        CHECK(help_text().find("Exit status") != std::string_view::npos);
+    }
+
+    TEST_CASE("cli: headers keep their order and trim the value") {
+        const auto c = parse({"-H", "A:  1", "--header=B:2", "u"}).options;
+        CHECK(c.headers == udshttp::client::fields{{"A", "1"}, {"B", "2"}});
+    }
+
+    TEST_CASE("cli: load_data reads files - strips newlines for -d - names a missing file") {
+        udshttp::test::temp_dir dir;
+        { std::ofstream(dir.file("f")) << "a\r\nb\n"; }
+        auto body = load_data({{"x=1", false, false, true},
+                               {dir.file("f"), true, true, true},
+                               {dir.file("f"), true, false, false}});
+        REQUIRE(body);
+        CHECK(*body == "x=1&ab"
+                       "a\r\nb\n");
+        auto missing = load_data({{dir.file("nope"), true, false, true}});
+        REQUIRE_FALSE(missing);
+        CHECK(missing.error().message ==
+              "cannot read data file '" + dir.file("nope") + "': No such file or directory");
+    }
+
+} // TEST_SUITE
