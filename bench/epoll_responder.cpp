@@ -36,7 +36,7 @@ struct connection {
     std::vector<char> in = std::vector<char>(buffer_size);
     std::size_t len = 0;
     std::uint64_t body_left = 0; // bytes of the current POST body still to echo
-    std::string out;             // what the socket would not take yet
+    std::string out{};           // what the socket would not take yet
     bool want_out = false;
 };
 

@@ -41,17 +41,20 @@ private:
 std::string read_file(const std::string& path);
 void write_file(const std::string& path, const std::string& content);
 
+// How a child process is started (child::spawn_options).
+struct child_options {
+    std::optional<uid_t> uid{};     // setuid() before exec (tests that run as root)
+    std::vector<std::string> env{}; // extra NAME=value entries
+    std::string stdin_file{};       // redirect stdin from this file
+    std::vector<gid_t> groups{};    // with uid: the only supplementary groups
+    std::optional<int> stderr_fd{}; // stderr to this descriptor (a pipe) instead of a file
+};
+
 // A child process with stdout/stderr captured to files. Killed (SIGKILL) and reaped on
 // destruction if still running.
 class child {
 public:
-    struct spawn_options {
-        std::optional<uid_t> uid;     // setuid() before exec (tests that run as root)
-        std::vector<std::string> env; // extra NAME=value entries
-        std::string stdin_file;       // redirect stdin from this file
-        std::vector<gid_t> groups;    // with uid: the only supplementary groups
-        std::optional<int> stderr_fd; // stderr to this descriptor (a pipe) instead of a file
-    };
+    using spawn_options = child_options;
     child(std::vector<std::string> argv, const temp_dir& dir, spawn_options options = {});
     ~child();
     child(const child&) = delete;

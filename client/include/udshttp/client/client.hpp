@@ -40,17 +40,17 @@ using body_sink = std::function<result<void>(std::string_view piece)>;
 /// A request to send.
 struct request {
     std::string method = "GET";
-    std::string url; ///< http+unix://%2Fpath%2Fto.sock/target or http://host:port/target
-    fields headers;  ///< sent as given; Host, Content-Length and User-Agent are added if absent
-    std::string body;
+    std::string url{}; ///< http+unix://%2Fpath%2Fto.sock/target or http://host:port/target
+    fields headers{};  ///< sent as given; Host, Content-Length and User-Agent are added if absent
+    std::string body{};
     /// When set, the body comes from here instead of `body`, a piece at a time, never whole
     /// in memory. The request is then never retried (a source cannot be replayed).
-    body_source source;
+    body_source source{};
     /// The source's exact length, sent as Content-Length; unset sends the body chunked.
-    std::optional<std::uint64_t> source_length;
+    std::optional<std::uint64_t> source_length{};
     /// This request's deadlines, overriding client_options::timeout / connect_timeout.
-    std::optional<std::chrono::milliseconds> timeout;
-    std::optional<std::chrono::milliseconds> connect_timeout;
+    std::optional<std::chrono::milliseconds> timeout{};
+    std::optional<std::chrono::milliseconds> connect_timeout{};
 };
 
 struct response;
@@ -66,10 +66,10 @@ using progress_callback = std::function<void(const progress&)>;
 
 /// Streams a response body: where it goes and who watches. Both optional.
 struct download {
-    body_sink sink;             ///< the body goes here; response::body stays empty
-    progress_callback progress; ///< called after every piece in either direction
+    body_sink sink{};             ///< the body goes here; response::body stays empty
+    progress_callback progress{}; ///< called after every piece in either direction
     /// Called once the status and header fields have arrived, before the first body piece.
-    std::function<void(const response&)> head;
+    std::function<void(const response&)> head{};
 };
 
 /// A source reading the file at `path` ("-" for stdin) in pieces, and its length when it is a
@@ -81,9 +81,9 @@ result<body_sink> file_sink(const std::string& path);
 /// A complete response.
 struct response {
     unsigned status = 0;
-    std::string reason;
+    std::string reason{};
     unsigned version = 11; ///< 10 or 11
-    fields headers;
+    fields headers{};
     std::string body;
 
     /// The first value of a header field, case-insensitively; empty if absent.

@@ -36,11 +36,11 @@ std::string hello_text(std::string_view name);
 
 /// Who is on the other end of a connection.
 struct peer_info {
-    std::string transport; ///< "unix" or "tcp"
+    std::string transport{}; ///< "unix" or "tcp"
     /// Unix sockets: the peer's credentials at connect time (SO_PEERCRED).
     std::optional<std::int64_t> pid, uid, gid;
     /// TCP: the peer's address and port.
-    std::string address;
+    std::string address{};
     std::uint16_t port = 0;
 
     friend bool operator==(const peer_info&, const peer_info&) = default;
@@ -48,26 +48,26 @@ struct peer_info {
 
 /// `GET /hello/{name}` with Accept: application/json.
 struct hello_message {
-    std::string message; ///< "Hello Ada"
-    std::string name;    ///< "Ada"
+    std::string message{}; ///< "Hello Ada"
+    std::string name{};    ///< "Ada"
     friend bool operator==(const hello_message&, const hello_message&) = default;
 };
 
 /// `GET /echo`: a description of the request as the server saw it.
 struct echo_info {
-    std::string method;
-    std::string target;
-    std::string version; ///< "HTTP/1.1"
+    std::string method{};
+    std::string target{};
+    std::string version{}; ///< "HTTP/1.1"
     /// Header fields in arrival order; names as sent.
-    std::vector<std::pair<std::string, std::string>> headers;
-    peer_info peer;
+    std::vector<std::pair<std::string, std::string>> headers{};
+    peer_info peer{};
     friend bool operator==(const echo_info&, const echo_info&) = default;
 };
 
 /// `GET /healthz`.
 struct health_info {
     std::string status = "ok";
-    std::string version;
+    std::string version{};
     double uptime_seconds = 0;
     std::uint64_t connections = 0; ///< open connections now
     friend bool operator==(const health_info&, const health_info&) = default;
@@ -76,9 +76,9 @@ struct health_info {
 /// The body of every error answer: {"error":{"status":404,"reason":"Not Found",...}}.
 struct error_body {
     unsigned status = 500;
-    std::string reason;  ///< the status's reason phrase
-    std::string code;    ///< stable code from the error table ("not_found")
-    std::string message; ///< one line for people
+    std::string reason{};  ///< the status's reason phrase
+    std::string code{};    ///< stable code from the error table ("not_found")
+    std::string message{}; ///< one line for people
     friend bool operator==(const error_body&, const error_body&) = default;
 };
 

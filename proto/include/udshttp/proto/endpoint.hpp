@@ -39,7 +39,7 @@ enum class transport {
 struct endpoint {
     transport kind = transport::unix_path;
     /// Unix path, abstract name (without the '@'), TCP host (without brackets) or systemd name.
-    std::string address;
+    std::string address{};
     std::uint16_t port = 0; ///< TCP port; 0 asks the kernel for a free one when listening
     int fd = -1;            ///< inherited_fd only
 

@@ -81,8 +81,8 @@ namespace udshttp {
 /// An error with the one-line sentence that explains it: what failed, and the path, limit or
 /// errno meaning ("connect to unix:/run/app.sock: no such socket file (is the server running?)").
 struct error {
-    boost::system::error_code code; ///< usually a udshttp::errc
-    std::string message;            ///< complete, one line, for people
+    boost::system::error_code code{}; ///< usually a udshttp::errc
+    std::string message{};            ///< complete, one line, for people
 
     /// Builds an error whose message is `context: <meaning of e>`.
     static error from(errc e, std::string_view context);

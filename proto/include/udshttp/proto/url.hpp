@@ -19,9 +19,10 @@ namespace udshttp::proto {
 
 /// A parsed request URL.
 struct url {
-    endpoint where;     ///< where to connect
-    std::string target; ///< origin-form request target, still percent-encoded: "/hello?x=1"
-    std::string host; ///< the Host header to send: "localhost" over Unix sockets, else host[:port]
+    endpoint where{};     ///< where to connect
+    std::string target{}; ///< origin-form request target, still percent-encoded: "/hello?x=1"
+    std::string
+        host{}; ///< the Host header to send: "localhost" over Unix sockets, else host[:port]
 
     /// Parses an http+unix:// or http:// URL. Errors name the URL and what is wrong.
     static result<url> parse(std::string_view text);

@@ -26,8 +26,8 @@ class route_match;
 /// absolute-form target ("http://host/a?b", RFC 9112 3.2.2) gives its path ("/a"), or "/"
 /// when it has none.
 struct target_parts {
-    std::string_view path;  ///< "/hello/Ada%20L"
-    std::string_view query; ///< without '?'; empty if none
+    std::string_view path{};  ///< "/hello/Ada%20L"
+    std::string_view query{}; ///< without '?'; empty if none
 };
 /// Splits a request target (see target_parts).
 target_parts split_target(std::string_view target) noexcept;

@@ -48,7 +48,7 @@ std::optional<log_level> parse_log_level(std::string_view text) noexcept;
 /// Server configuration, a plain aggregate: server_options{.threads = 2}.
 struct server_options {
     /// Where to listen. Empty means unix:./udshttp.sock.
-    std::vector<proto::endpoint> listen;
+    std::vector<proto::endpoint> listen{};
     /// Worker threads, each with its own io_context.
     unsigned threads = 1;
     /// Largest request header block; beyond it: 431.
@@ -67,20 +67,20 @@ struct server_options {
     /// never reachable with looser permissions.
     unsigned socket_mode = 0660;
     /// Owner and group of socket files, when set (needs the privilege to chown).
-    std::optional<uid_t> socket_owner;
-    std::optional<gid_t> socket_group;
+    std::optional<uid_t> socket_owner{};
+    std::optional<gid_t> socket_group{};
     /// Peers allowed on Unix sockets, by uid or by gid (primary or supplementary). When either
     /// list is non-empty, any other peer gets 403, and so does every TCP peer, whose identity
     /// is unknown. Both empty: the socket file's mode decides alone.
-    std::vector<uid_t> allow_uids;
-    std::vector<gid_t> allow_gids;
+    std::vector<uid_t> allow_uids{};
+    std::vector<gid_t> allow_gids{};
     /// Allow TCP listeners on addresses other than loopback. Without it start() refuses them.
     bool allow_remote = false;
     /// On stop(): how long in-flight requests may take to finish before connections are cut.
     std::chrono::milliseconds drain_timeout{10'000};
     /// Access log, one JSON line per request: empty = off, "-" = stderr, else a file path
     /// (opened for append, created with mode 0640).
-    std::string access_log;
+    std::string access_log{};
     /// Diagnostics on stderr at or above this level.
     service::log_level log_level = service::log_level::info;
     /// Register hello, echo, healthz and metrics.
