@@ -45,6 +45,8 @@ run_result must(std::vector<std::string> argv, const temp_dir& dir,
 
 TEST_SUITE("package") {
     TEST_CASE("cmake --install: find_package(udshttp) and pkg-config consumers build and run") {
+        // examples/consumer builds with -Wall -Wextra -Werror, so udshttp's headers and the
+        // README's snippets stay warning-free in a user's strict build.
         if (!require_peer("pkg-config", "pkg-config"))
             return;
         temp_dir dir;
@@ -82,6 +84,12 @@ TEST_SUITE("package") {
         auto consumer = must({dir.file("consumer/consumer"), url}, dir);
         CHECK(consumer.out.find("own route: {\"square\":144}") != std::string::npos);
         CHECK(consumer.out.find(": 200 Hello Anonymous") != std::string::npos);
+        // Programs with Asio of their own: io_service::post() next to the async client, and
+        // Asio compiled separately by the program itself. Both link, run and agree with ours.
+        CHECK(must({dir.file("consumer/asio_user"), url}, dir).out ==
+              "posted 1, 200 Hello Anonymous\n");
+        CHECK(must({dir.file("consumer/own_asio"), url}, dir).out ==
+              "posted 1, 200 Hello Anonymous\n");
 
         // pkg-config finds its prefix from where the .pc file lies.
         const std::vector<std::string> env{"PKG_CONFIG_PATH=" + prefix + "/lib/pkgconfig"};

@@ -32,7 +32,7 @@ namespace {
 boost::asio::awaitable<void> fetch(client::async_client& c, std::string url, std::string& out) {
     // The request is a named local: GCC 12 mishandles temporaries inside a co_await expression.
     client::request req{.method = "GET", .url = std::move(url)};
-    auto r = co_await c.async_request(std::move(req));
+    auto r = co_await c.async_send(std::move(req));
     out = r ? r->body : "error: " + r.error().message;
 }
 

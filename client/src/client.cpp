@@ -145,11 +145,11 @@ async_client::async_client(boost::asio::any_io_executor ex, client_options optio
     : core_(std::make_unique<detail::core>(std::move(ex), std::move(options))) {}
 async_client::~async_client() = default;
 
-boost::asio::awaitable<result<response>> async_client::async_request(request req) {
+boost::asio::awaitable<result<response>> async_client::async_send(request req) {
     co_return co_await core_->perform(req, nullptr);
 }
 
-boost::asio::awaitable<result<response>> async_client::async_request(request req, download dl) {
+boost::asio::awaitable<result<response>> async_client::async_send(request req, download dl) {
     co_return co_await core_->perform(req, &dl);
 }
 

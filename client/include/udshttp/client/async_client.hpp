@@ -6,7 +6,7 @@
 ///     boost::asio::awaitable<void> work(udshttp::client::async_client& c) {
 ///         udshttp::client::request req{.url = "http+unix://%2Frun%2Fapp.sock/hello"};
 ///         // A named request: GCC 12 mishandles temporaries inside co_await.
-///         auto r = co_await c.async_request(std::move(req));
+///         auto r = co_await c.async_send(std::move(req));
 ///         if (r) std::cout << r->body << '\n';
 ///     }
 ///     boost::asio::io_context ctx;
@@ -34,7 +34,7 @@ class core;
 /// pool keyed by endpoint.
 /// @par Thread safety
 /// All calls on the executor given at construction, which must not run handlers on several
-/// threads at once (an io_context run by one thread, or a strand). Several async_request
+/// threads at once (an io_context run by one thread, or a strand). Several async_send
 /// coroutines may be in flight at once; each takes its own connection.
 class async_client {
 public:
@@ -44,9 +44,9 @@ public:
     async_client& operator=(const async_client&) = delete;
 
     /// Sends req and reads the whole response. Never throws for expected failures.
-    boost::asio::awaitable<result<response>> async_request(request req);
+    boost::asio::awaitable<result<response>> async_send(request req);
     /// Sends req and streams the response body to dl.sink, full duplex.
-    boost::asio::awaitable<result<response>> async_request(request req, download dl);
+    boost::asio::awaitable<result<response>> async_send(request req, download dl);
 
     std::uint64_t connections_opened() const noexcept;
     std::size_t idle_connections() const noexcept;
