@@ -27,7 +27,7 @@ int main(int argc, char** argv) {
     sigaddset(&stop, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop, nullptr);
 
-    svc::server server({.listen = {*where}, .threads = 1});
+    svc::server server({.listen = {*where}, .threads = 1, .builtin_routes = true});
     std::atomic<long> counter{0};
 
     server.routes()

@@ -37,13 +37,14 @@ std::string socket_name() {
 void start_server() {
     static service::server* srv = [] {
         auto* s = new service::server(service::server_options{
-            .listen = {*udshttp::proto::endpoint::parse("@" + socket_name())},
+            .listen = {"@" + socket_name()},
             .threads = 1,
             .max_header_bytes = 4096,
             .max_body_bytes = 64 * 1024,
             .header_timeout = std::chrono::milliseconds(2000),
             .idle_timeout = std::chrono::milliseconds(2000),
             .log_level = service::log_level::off,
+            .builtin_routes = true, // echo's stream route, metrics, openapi: all in reach
         });
         // An embedder's routes too: a parameter, a JSON body, a handler that throws.
         s->routes().get("/items/{id}", [](const service::request& req, service::response& res) {

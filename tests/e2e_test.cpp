@@ -329,7 +329,7 @@ TEST_SUITE("e2e") {
         CHECK(usage.code == 2);
         // A server that is not udshttp: 404 for /openapi.json is exit 22, as curl -f.
         temp_dir other;
-        server_fixture bare(true, {.builtin_routes = false});
+        server_fixture bare(true, {}, nullptr, false);
         auto not_ours = run({udshttp_path(), "routes", bare.url("/")}, other);
         CHECK(not_ours.code == 22);
         CHECK(not_ours.err.find("answered 404") != std::string::npos);

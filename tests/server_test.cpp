@@ -631,10 +631,11 @@ TEST_SUITE("service") {
 
     TEST_CASE("a server listens on several endpoints at once - TCP over IPv6 too") {
         temp_dir dir;
+        // Endpoints as values or as text, in one list.
         service::server srv(
             {.listen = {proto::endpoint::unix_path(dir.file("a.sock")),
-                        proto::endpoint::abstract("udshttp-test-" + std::to_string(::getpid())),
-                        proto::endpoint::tcp("127.0.0.1", 0)}});
+                        "@udshttp-test-" + std::to_string(::getpid()), "127.0.0.1:0"},
+             .builtin_routes = true});
         srv.start();
         auto eps = srv.endpoints();
         REQUIRE(eps.size() == 3);
@@ -645,7 +646,7 @@ TEST_SUITE("service") {
         }
         srv.stop();
 
-        service::server v6({.listen = {proto::endpoint::tcp("::1", 0)}});
+        service::server v6({.listen = {proto::endpoint::tcp("::1", 0)}, .builtin_routes = true});
         try {
             v6.start();
         } catch (const service::startup_error& e) {
@@ -657,10 +658,35 @@ TEST_SUITE("service") {
         CHECK(c.get(proto::make_url(ep, "/hello/six"))->body == "Hello six");
     }
 
+    TEST_CASE("listen addresses as text are parsed by start() - url() names the first") {
+        temp_dir dir;
+        service::server bad({.listen = {dir.file("ok.sock"), "127.0.0.1"}});
+        try {
+            bad.start();
+            FAIL("start() accepted '127.0.0.1'");
+        } catch (const service::startup_error& e) {
+            CHECK(std::string(e.what()).starts_with("cannot listen: "));
+            CHECK(std::string(e.what()).find("127.0.0.1") != std::string::npos);
+        }
+        CHECK_FALSE(std::filesystem::exists(dir.file("ok.sock"))); // nothing bound first
+        service::server srv({.listen = {dir.file("u.sock")}});
+        CHECK_THROWS_AS(srv.url(), std::logic_error);
+        srv.routes().get("/mine", [](const service::request&, service::response& res) {
+            service::set_text(res, "mine");
+        });
+        srv.start();
+        CHECK(srv.url("/mine") ==
+              proto::make_url(proto::endpoint::unix_path(dir.file("u.sock")), "/mine"));
+        client::client c;
+        CHECK(c.get(srv.url("/mine"))->body == "mine");
+        // An embedding program's API is its own: the built-in routes are off by default.
+        CHECK(c.get(srv.url("/hello"))->status == 404);
+        CHECK(c.get(srv.url("/metrics"))->status == 404);
+    }
+
     TEST_CASE("several worker threads share the load") {
         temp_dir dir;
-        service::server srv(
-            {.listen = {proto::endpoint::unix_path(dir.file("w.sock"))}, .threads = 4});
+        service::server srv({.listen = {dir.file("w.sock")}, .threads = 4, .builtin_routes = true});
         srv.start();
         const auto url = proto::make_url(srv.endpoints().at(0), "/hello/t");
         std::vector<std::thread> threads;

@@ -194,7 +194,8 @@ TEST_SUITE("sidecar") {
         const auto log_path = dir.file("access.log");
         service::server srv({.listen = {proto::endpoint::unix_path(dir.file("a.sock")),
                                         proto::endpoint::tcp("127.0.0.1", 0)},
-                             .access_log = log_path});
+                             .access_log = log_path,
+                             .builtin_routes = true});
         srv.start();
         const auto unix_ep = srv.endpoints().at(0);
         const auto tcp_ep = srv.endpoints().at(1);

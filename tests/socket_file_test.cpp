@@ -22,7 +22,7 @@ using namespace udshttp::test;
 namespace {
 
 service::server_options on(const std::string& path) {
-    return {.listen = {proto::endpoint::unix_path(path)}};
+    return {.listen = {proto::endpoint::unix_path(path)}, .builtin_routes = true};
 }
 
 std::string start_error(service::server_options options) {
@@ -165,7 +165,7 @@ TEST_SUITE("service") {
 
     TEST_CASE("abstract sockets leave nothing in the filesystem") {
         const auto name = "udshttp-abs-" + std::to_string(::getpid());
-        service::server srv({.listen = {proto::endpoint::abstract(name)}});
+        service::server srv({.listen = {proto::endpoint::abstract(name)}, .builtin_routes = true});
         srv.start();
         client::client c;
         auto r = c.get("http+unix://%40" + name + "/hello/abstract");
@@ -184,7 +184,7 @@ TEST_SUITE("service") {
         REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
         REQUIRE(::listen(fd, 16) == 0);
         {
-            service::server srv({.listen = {*proto::endpoint::parse("fd:" + std::to_string(fd))}});
+            service::server srv({.listen = {"fd:" + std::to_string(fd)}, .builtin_routes = true});
             srv.start();
             client::client c;
             CHECK(c.get(proto::make_url(proto::endpoint::unix_path(path), "/hello"))->status ==

@@ -157,7 +157,9 @@ boost::system::result<command, usage_error> parse_daemon_args(std::span<const st
                                                               const env_lookup& env) {
     command cmd;
     auto& o = cmd.options;
-    std::string file_option; // the last of --socket-mode/-owner/-group given, if any
+    o.builtin_routes = true;             // udshttpd is its built-in routes
+    std::vector<proto::endpoint> listen; // as parsed, for the checks at the end
+    std::string file_option;             // the last of --socket-mode/-owner/-group given, if any
     // The environment first, then the command line; a repeatable option given on the command
     // line replaces the environment's list rather than adding to it.
     auto env_args = args_from_env(env);
@@ -184,7 +186,7 @@ boost::system::result<command, usage_error> parse_daemon_args(std::span<const st
             std::find(replaced.begin(), replaced.end(), flag) == replaced.end()) {
             replaced.push_back(flag);
             if (flag == "--listen")
-                o.listen.clear();
+                listen.clear();
             else if (flag == "--allow-uid")
                 o.allow_uids.clear();
             else if (flag == "--allow-gid")
@@ -227,7 +229,7 @@ boost::system::result<command, usage_error> parse_daemon_args(std::span<const st
             auto e = checked(proto::endpoint::parse(value), name);
             if (!e)
                 return e.error();
-            o.listen.push_back(*e);
+            listen.push_back(*e);
         } else if (flag == "--threads") {
             count(o.threads, 1024);
             if (!bad && o.threads == 0)
@@ -283,7 +285,8 @@ boost::system::result<command, usage_error> parse_daemon_args(std::span<const st
     }
     // An abstract socket has no file: a mode, owner or group would protect nothing, and a
     // user who set one would believe it does.
-    for (const auto& e : o.listen)
+    o.listen.assign(listen.begin(), listen.end());
+    for (const auto& e : listen)
         if (e.kind == proto::transport::unix_abstract && !file_option.empty())
             return usage_error{file_option + " does not apply to abstract socket " + e.to_string() +
                                ": it has no file and no permissions, so any local user can "

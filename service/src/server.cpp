@@ -1,5 +1,7 @@
 #include <udshttp/service/server.hpp>
 
+#include <udshttp/proto/url.hpp>
+
 #include "inherited_sockets.hpp"
 #include "listener.hpp"
 #include "server_state.hpp"
@@ -61,7 +63,7 @@ struct server::impl {
 
 server::server(server_options options) : impl_(std::make_unique<impl>()) {
     if (options.listen.empty())
-        options.listen.push_back(proto::endpoint::unix_path("./udshttp.sock"));
+        options.listen.emplace_back(proto::endpoint::unix_path("./udshttp.sock"));
     options.threads = std::max(1U, options.threads);
     impl_->state.options = std::move(options);
 }
@@ -83,6 +85,14 @@ void server::start() {
     if (impl_->started)
         throw std::logic_error("udshttp::service::server::start() called twice");
     auto& state = impl_->state;
+    // Every address parsed before anything is bound or started.
+    std::vector<proto::endpoint> wanted;
+    for (const auto& address : state.options.listen) {
+        auto where = address.endpoint();
+        if (!where)
+            throw startup_error(where.error().code, "cannot listen: " + where.error().message);
+        wanted.push_back(std::move(*where));
+    }
     state.log.open(state.options);
     cap_connections(state);
     if (state.options.builtin_routes)
@@ -92,7 +102,7 @@ void server::start() {
         state.workers.push_back(
             std::make_unique<detail::worker>(state.routes.size(), state.options.threads == 1));
     try {
-        for (const auto& where : state.options.listen)
+        for (const auto& where : wanted)
             for (const auto& e : detail::expand_inherited(where))
                 impl_->listeners.push_back(
                     std::make_unique<detail::listener>(*state.workers.front(), e, state.options));
@@ -104,7 +114,7 @@ void server::start() {
 
     // Like sd_listen_fds(1): passed sockets are ours now, and processes a handler starts must
     // not believe they were activated. Done before any thread runs (setenv is not thread-safe).
-    if (std::any_of(state.options.listen.begin(), state.options.listen.end(),
+    if (std::any_of(wanted.begin(), wanted.end(),
                     [](const auto& e) { return e.kind == proto::transport::systemd; }))
         for (const char* name : {"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"})
             ::unsetenv(name);
@@ -179,6 +189,19 @@ void server::reopen_logs() {
     auto& log = impl_->state.log;
     if (auto failed = log.reopen(); !failed.empty())
         log.log(log_level::error, failed);
+}
+
+std::string server::url(std::string_view target) const {
+    const auto bound = endpoints();
+    if (bound.empty())
+        throw std::logic_error("udshttp::service::server::url() called before start()");
+    return proto::make_url(bound.front(), target);
+}
+
+result<proto::endpoint> listen_address::endpoint() const {
+    if (where_)
+        return *where_;
+    return proto::endpoint::parse(text_);
 }
 
 std::vector<proto::endpoint> server::endpoints() const {

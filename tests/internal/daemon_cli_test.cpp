@@ -39,7 +39,7 @@ std::string error_of(std::vector<std::string> args, const fake_env& env = {}) {
 std::vector<std::string> listens(const command& c) {
     std::vector<std::string> out;
     for (const auto& e : c.options.listen)
-        out.push_back(e.to_string());
+        out.push_back(e.endpoint()->to_string());
     return out;
 }
 
@@ -59,6 +59,7 @@ TEST_SUITE("internal") {
         CHECK(c.options.threads == 3);
         CHECK(c.options.allow_remote);
         CHECK(c.action == action::serve);
+        CHECK(c.options.builtin_routes);
     }
 
     TEST_CASE("udshttpd args: the environment - and argv over it") {

@@ -298,9 +298,10 @@ std::size_t count_responses(const std::string& raw) {
 }
 
 server_fixture::server_fixture(bool unix_socket, service::server_options options,
-                               void (*setup)(service::router&)) {
+                               void (*setup)(service::router&), bool builtin_routes) {
     options.listen = {unix_socket ? proto::endpoint::unix_path(dir_.file("s.sock"))
                                   : proto::endpoint::tcp("127.0.0.1", 0)};
+    options.builtin_routes = builtin_routes;
     server_ = std::make_unique<service::server>(std::move(options));
     if (setup)
         setup(server_->routes());
@@ -313,7 +314,7 @@ server_fixture::~server_fixture() {
 }
 
 std::string server_fixture::url(const std::string& target) const {
-    return proto::make_url(endpoint_, target);
+    return server_->url(target);
 }
 
 std::string udshttpd_path() {

@@ -135,15 +135,16 @@ struct tcp_transport {
     static constexpr const char* name = "tcp";
 };
 
-// An in-process server on a fresh socket in a temp dir or on 127.0.0.1 port 0.
+// An in-process server on a fresh socket in a temp dir or on 127.0.0.1 port 0, serving the
+// built-in routes (as udshttpd does) unless builtin_routes is false.
 class server_fixture {
 public:
     explicit server_fixture(bool unix_socket, service::server_options options = {},
-                            void (*setup)(service::router&) = nullptr);
+                            void (*setup)(service::router&) = nullptr, bool builtin_routes = true);
     ~server_fixture();
     service::server& server() { return *server_; }
     const proto::endpoint& endpoint() const noexcept { return endpoint_; }
-    // The URL of `target` on this server.
+    // The URL of `target` on this server (its server::url()).
     std::string url(const std::string& target) const;
     temp_dir& dir() { return dir_; }
 

@@ -4,11 +4,12 @@
 /// The udshttp server as a library: listeners on Unix sockets and TCP, worker threads with one
 /// io_context each, a router with the built-in routes, limits and deadlines on every wait.
 ///
-///     udshttp::service::server srv({.listen = {*udshttp::proto::endpoint::parse("./app.sock")}});
+///     udshttp::service::server srv({.listen = {"./app.sock"}});
 ///     srv.routes().get("/items/{id}", [](const auto& req, auto& res) {
 ///         udshttp::service::set_text(res, std::string(req.param("id")));
 ///     });
-///     srv.start();   // binds every endpoint or throws, then serves on background threads
+///     srv.start();   // binds every endpoint or throws startup_error, then serves on threads
+///     std::cout << srv.url("/items/7") << '\n';   // http+unix://%2F...%2Fapp.sock/items/7
 ///     srv.wait();    // until stop() (for example from a signal handler thread)
 
 #include <udshttp/proto/endpoint.hpp>
@@ -45,10 +46,26 @@ enum class log_level { debug, info, warn, error, off };
 /// Parses "debug", "info", "warn", "error" or "off".
 std::optional<log_level> parse_log_level(std::string_view text) noexcept;
 
+/// Where to listen: an endpoint, or its text in proto::endpoint::parse()'s grammar
+/// ("./app.sock", "@name", "127.0.0.1:8080", "systemd"). server::start() parses text, and
+/// throws startup_error naming it when it does not parse.
+class listen_address {
+public:
+    listen_address(proto::endpoint where) : where_(std::move(where)) {}
+    listen_address(std::string text) : text_(std::move(text)) {}
+    listen_address(const char* text) : text_(text) {}
+    /// The endpoint as given, or parsed from the text.
+    result<proto::endpoint> endpoint() const;
+
+private:
+    std::optional<proto::endpoint> where_;
+    std::string text_;
+};
+
 /// Server configuration, a plain aggregate: server_options{.threads = 2}.
 struct server_options {
-    /// Where to listen. Empty means unix:./udshttp.sock.
-    std::vector<proto::endpoint> listen{};
+    /// Where to listen. Empty means ./udshttp.sock.
+    std::vector<listen_address> listen{};
     /// Worker threads, each with its own io_context.
     unsigned threads = 1;
     /// Largest request header block; beyond it: 431.
@@ -83,8 +100,10 @@ struct server_options {
     std::string access_log{};
     /// Diagnostics on stderr at or above this level.
     service::log_level log_level = service::log_level::info;
-    /// Register hello, echo, healthz and metrics.
-    bool builtin_routes = true;
+    /// Serve the built-in routes too: /, /hello, /hello/{name}, /echo, /healthz, /metrics and
+    /// /openapi.json (udshttpd does). Off for an embedding program, whose API is its own; a
+    /// route it adds for the same method and pattern wins over a built-in one.
+    bool builtin_routes = false;
 };
 
 /// The server.
@@ -121,6 +140,11 @@ public:
     /// The endpoints actually bound, in the order given (TCP port 0 replaced by the real port,
     /// relative socket paths made absolute). Valid after start().
     std::vector<proto::endpoint> endpoints() const;
+
+    /// A URL for `target` on the first endpoint bound, ready for the client or curl:
+    /// "http+unix://%2Frun%2Fapp.sock/hello" or "http://127.0.0.1:8080/hello". Throws
+    /// std::logic_error before start().
+    std::string url(std::string_view target = "/") const;
 
     /// The options in force.
     const server_options& options() const noexcept;
