@@ -152,18 +152,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         break;
     case 2:
         req.method = "POST";
-        req.body.assign(8192, 'b');
+        req.body = std::string(8192, 'b');
         r = c.send(req);
         break;
     default: {
         req.method = "POST";
         std::size_t left = 3 * 65536; // more than a socket buffer: the upload outlives the answer
-        req.source = [&left](std::span<char> buf) -> udshttp::result<std::size_t> {
-            const auto n = std::min(left, buf.size());
-            std::memset(buf.data(), 'u', n);
-            left -= n;
-            return n;
-        };
+        req.body = udshttp::client::streamed_body{
+            [&left](std::span<char> buf) -> udshttp::result<std::size_t> {
+                const auto n = std::min(left, buf.size());
+                std::memset(buf.data(), 'u', n);
+                left -= n;
+                return n;
+            }};
         dl.sink = [&sunk](std::string_view piece) -> udshttp::result<void> {
             sunk.append(piece);
             return {};

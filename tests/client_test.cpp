@@ -297,13 +297,37 @@ TEST_SUITE("client") {
     TEST_CASE("HEAD through the client reads no body") {
         server_fixture srv(true);
         client::client c;
-        auto r = c.send({.method = "HEAD", .url = srv.url("/hello"), .headers = {}, .body = {}});
+        auto r = c.send({.method = "HEAD", .url = srv.url("/hello")});
         REQUIRE(r);
         CHECK(r->status == 200);
         CHECK(r->header("Content-Length") == "15");
         CHECK(r->body.empty());
         CHECK(c.get(srv.url("/hello"))->body == "Hello Anonymous"); // same connection, in sync
         CHECK(c.connections_opened() == 1);
+    }
+
+    TEST_CASE("base_url: a target alone goes to the client's base URL") {
+        server_fixture srv(true);
+        const auto base = srv.url("/");
+        client::client c({.base_url = base});
+        CHECK(c.get("/hello/base")->body == "Hello base");
+        client::client trimmed({.base_url = base.substr(0, base.size() - 1)});
+        CHECK(trimmed.get("/hello/x?y=1")->body == "Hello x");
+        // An absolute URL ignores base_url; a target without one is an error that says so.
+        CHECK(c.get(srv.url("/hello"))->body == "Hello Anonymous");
+        client::client none;
+        auto r = none.get("/hello");
+        REQUIRE_FALSE(r);
+        CHECK(r.error().code == errc::invalid_url);
+        CHECK(r.error().message ==
+              "'/hello' is a target alone, and client_options::base_url is not set");
+    }
+
+    TEST_CASE("find_header: the first value - case-insensitively") {
+        const client::fields f{{"X-A", "1"}, {"x-a", "2"}, {"B", ""}};
+        CHECK(client::find_header(f, "x-A") == "1");
+        CHECK(client::find_header(f, "b").empty());
+        CHECK(client::find_header(f, "none").empty());
     }
 
     TEST_CASE("value() on a failed result throws system_error with the message") {

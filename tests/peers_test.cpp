@@ -249,8 +249,9 @@ TEST_SUITE("peers") {
         REQUIRE(echo);
         CHECK(echo->body == body);
         std::size_t at = 0;
-        auto chunked =
-            c.send({.method = "POST", .url = url("/echo"), .source = pieces_of(body, at)});
+        auto chunked = c.send({.method = "POST",
+                               .url = url("/echo"),
+                               .body = client::streamed_body{pieces_of(body, at)}});
         REQUIRE(chunked);
         CHECK(chunked->status == 200);
         CHECK(chunked->body == body); // nginx took the chunked upload whole
@@ -300,8 +301,9 @@ TEST_SUITE("peers") {
         CHECK(echo->body == body);
         CHECK(echo->header("Content-Type") == "application/x-test");
         std::size_t at = 0;
-        auto chunked =
-            c.send({.method = "POST", .url = url("/echo"), .source = pieces_of(body, at)});
+        auto chunked = c.send({.method = "POST",
+                               .url = url("/echo"),
+                               .body = client::streamed_body{pieces_of(body, at)}});
         REQUIRE(chunked);
         CHECK(chunked->body == body);
 

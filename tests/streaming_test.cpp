@@ -134,7 +134,7 @@ TEST_SUITE("client") {
         };
         dl.progress = [&](const client::progress& p) { last = p; };
         client::request req{.method = "POST", .url = srv.url("/echo")};
-        req.source = repeat(std::string(40000, 'x'), 30); // no length: sent chunked
+        req.body = client::streamed_body{repeat(std::string(40000, 'x'), 30)}; // chunked
         auto r = c.send(req, dl);
         REQUIRE(r);
         CHECK(r->status == 200);
@@ -147,15 +147,13 @@ TEST_SUITE("client") {
 
         // A declared length the source does not keep is an error, never a hung server.
         client::request short_req{.method = "POST", .url = srv.url("/echo")};
-        short_req.source = repeat("hello", 1);
-        short_req.source_length = 10;
+        short_req.body = client::streamed_body{repeat("hello", 1), 10};
         auto short_r = c.send(short_req);
         REQUIRE_FALSE(short_r);
         CHECK(short_r.error().message.find("ended after 5 of its declared 10 bytes") !=
               std::string::npos);
         client::request long_req{.method = "POST", .url = srv.url("/echo")};
-        long_req.source = repeat("hello", 3);
-        long_req.source_length = 7;
+        long_req.body = client::streamed_body{repeat("hello", 3), 7};
         auto long_r = c.send(long_req);
         REQUIRE_FALSE(long_r);
         CHECK(long_r.error().message.find("more than its declared 7 bytes") != std::string::npos);
@@ -170,12 +168,11 @@ TEST_SUITE("client") {
         write_file(in, content);
         auto src = client::file_source(in);
         REQUIRE(src);
-        CHECK(src->second == content.size());
+        CHECK(src->length == content.size());
         auto sink = client::file_sink(out);
         REQUIRE(sink);
         client::request file_req{.method = "PUT", .url = srv.url("/echo")};
-        file_req.source = src->first;
-        file_req.source_length = src->second;
+        file_req.body = *src;
         auto file_r = c.send(file_req, {.sink = *sink, .progress = {}, .head = {}});
         REQUIRE(file_r);
         CHECK(file_r->header("Content-Length") == std::to_string(content.size()));
@@ -190,12 +187,12 @@ TEST_SUITE("client") {
         client::client c;
         std::uint64_t sent = 0;
         client::request req{.method = "POST", .url = srv.url("/echo")};
-        req.source_length = std::uint64_t{100} << 20;
-        req.source = [&](std::span<char> buf) -> result<std::size_t> {
-            std::memset(buf.data(), 'u', buf.size());
-            sent += buf.size();
-            return buf.size();
-        };
+        req.body = client::streamed_body{[&](std::span<char> buf) -> result<std::size_t> {
+                                             std::memset(buf.data(), 'u', buf.size());
+                                             sent += buf.size();
+                                             return buf.size();
+                                         },
+                                         std::uint64_t{100} << 20};
         auto r = c.send(req);
         REQUIRE(r);
         CHECK(r->status == 413);

@@ -15,11 +15,15 @@
 #include <exception>
 
 namespace udshttp::client {
-std::string_view response::header(std::string_view name) const noexcept {
-    for (const auto& [k, v] : headers)
+std::string_view find_header(const fields& f, std::string_view name) noexcept {
+    for (const auto& [k, v] : f)
         if (boost::beast::iequals(k, name))
             return v;
     return {};
+}
+
+std::string_view response::header(std::string_view name) const noexcept {
+    return find_header(headers, name);
 }
 
 std::optional<proto::error_body> response::error_body() const {
@@ -49,8 +53,21 @@ public:
     std::uint64_t opened = 0;
 };
 
+// The URL a request goes to: its own, or its target on options.base_url.
+result<proto::url> resolve_url(const std::string& url, const client_options& options) {
+    if (url.empty() || url.front() != '/')
+        return proto::url::parse(url);
+    if (options.base_url.empty())
+        return error{make_error_code(errc::invalid_url),
+                     "'" + url + "' is a target alone, and client_options::base_url is not set"};
+    std::string_view base = options.base_url;
+    while (!base.empty() && base.back() == '/')
+        base.remove_suffix(1);
+    return proto::url::parse(std::string(base) + url);
+}
+
 awaitable<result<response>> core::perform(const request& req, const download* dl) {
-    auto u = proto::url::parse(req.url);
+    auto u = resolve_url(req.url, options);
     if (!u)
         co_return u.error();
     const std::string key = u->where.to_string();
@@ -78,7 +95,9 @@ awaitable<result<response>> core::perform(const request& req, const download* dl
         wd.watch_total(c.get());
 
         duplex d;
-        d.prog.send_total = req.source ? req.source_length : std::optional(req.body.size());
+        const auto* streamed = std::get_if<streamed_body>(&req.body);
+        d.prog.send_total =
+            streamed ? streamed->length : std::optional(std::get<std::string>(req.body).size());
         d.report = dl ? &dl->progress : nullptr;
         auto [w, r] =
             co_await (send_request(*c, msg, req, d) && read_response(*c, req, dl, options, d));

@@ -30,20 +30,21 @@ awaitable<write_outcome> write_request(connection& c, request_message& msg, cons
         msg.body().more = true;
         return http::async_write(c.socket, sr);
     };
-    if (req.source) {
+    if (const auto* streamed = std::get_if<streamed_body>(&req.body)) {
+        const auto& length = streamed->length;
         std::vector<char> buf(read_piece);
         for (;;) {
-            auto n = req.source(buf);
+            auto n = streamed->source(buf);
             if (!n) {
                 w.source_error = n.error();
                 break;
             }
             if (*n == 0)
                 break;
-            if (req.source_length && d.prog.sent + *n > *req.source_length) {
+            if (length && d.prog.sent + *n > *length) {
                 w.source_error = error{make_error_code(errc::io_error),
                                        "the body source gave more than its declared " +
-                                           std::to_string(*req.source_length) + " bytes"};
+                                           std::to_string(*length) + " bytes"};
                 break;
             }
             auto [ec, written] = co_await send(buf.data(), *n);
@@ -56,23 +57,22 @@ awaitable<write_outcome> write_request(connection& c, request_message& msg, cons
             if (d.read_done) // the server has answered already (an early error): stop sending
                 co_return w;
         }
-        if (!w.source_error && req.source_length && d.prog.sent != *req.source_length)
-            w.source_error =
-                error{make_error_code(errc::io_error),
-                      "the body source ended after " + std::to_string(d.prog.sent) +
-                          " of its declared " + std::to_string(*req.source_length) + " bytes"};
+        if (!w.source_error && length && d.prog.sent != *length)
+            w.source_error = error{make_error_code(errc::io_error),
+                                   "the body source ended after " + std::to_string(d.prog.sent) +
+                                       " of its declared " + std::to_string(*length) + " bytes"};
         if (w.source_error) {
             boost::system::error_code ignored;
             c.socket.close(ignored); // a body cut short must not look complete to the server
             co_return w;
         }
-    } else if (!req.body.empty()) {
-        auto [ec, written] = co_await send(req.body.data(), req.body.size());
+    } else if (const auto& body = std::get<std::string>(req.body); !body.empty()) {
+        auto [ec, written] = co_await send(body.data(), body.size());
         if (ec && ec != http::error::need_buffer) {
             w.ec = ec;
             co_return w;
         }
-        d.prog.sent += req.body.size();
+        d.prog.sent += body.size();
     }
     msg.body().data = nullptr;
     msg.body().size = 0;
@@ -289,7 +289,8 @@ bool retry_on_fresh_connection(const request& req, bool reused, int attempt, con
                                const write_outcome& w, const read_outcome& r) {
     const auto read_ec = read_error(w, r);
     const auto& ec = read_ec ? read_ec : w.ec;
-    return reused && attempt == 0 && idempotent(req.method) && !req.source && d.read_bytes == 0 &&
+    return reused && attempt == 0 && idempotent(req.method) &&
+           !std::holds_alternative<streamed_body>(req.body) && d.read_bytes == 0 &&
            !w.source_error && !r.sink_error && closed_early(ec);
 }
 

@@ -35,7 +35,7 @@ struct fd_owner {
 
 } // namespace
 
-result<std::pair<body_source, std::optional<std::uint64_t>>> file_source(const std::string& path) {
+result<streamed_body> file_source(const std::string& path) {
     auto owner = std::make_shared<fd_owner>(fd_owner{STDIN_FILENO, false});
     if (path != "-") {
         auto fd = open_or_error(path, O_RDONLY, "read");
@@ -60,7 +60,7 @@ result<std::pair<body_source, std::optional<std::uint64_t>>> file_source(const s
                              "cannot read " + name + ": " + std::strerror(errno)};
         }
     };
-    return std::pair{std::move(source), length};
+    return streamed_body{std::move(source), length};
 }
 
 result<body_sink> file_sink(const std::string& path) {

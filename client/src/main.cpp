@@ -270,11 +270,12 @@ int main(int argc, char** argv) {
     } else if (c.form_data && !has_header(c, "Content-Type")) {
         req.headers.emplace_back("Content-Type", "application/x-www-form-urlencoded");
     }
+    std::string data;
     if (!c.data.empty()) {
         auto body = load_data(c.data);
         if (!body)
             die(c, read_error, body.error().message);
-        req.body = std::move(*body);
+        data = std::move(*body);
     }
     req.method = c.effective_method();
 
@@ -288,25 +289,24 @@ int main(int argc, char** argv) {
         }
         for (const auto& [k, v] : req.headers)
             std::cerr << "> " << k << ": " << v << '\n';
-        if (!req.body.empty())
-            std::cerr << "> Content-Length: " << req.body.size() << '\n';
+        if (!data.empty())
+            std::cerr << "> Content-Length: " << data.size() << '\n';
         std::cerr << ">\n";
     }
 
-    std::optional<std::uint64_t> upload_length;
+    req.body = std::move(data);
     bool source_failed = false;
     if (!c.upload_file.empty()) {
         auto src = udshttp::client::file_source(c.upload_file);
         if (!src)
             die(c, read_error, src.error().message);
-        upload_length = src->second;
-        req.source = [inner = std::move(src->first),
-                      &source_failed](std::span<char> buf) -> udshttp::result<std::size_t> {
+        src->source = [inner = std::move(src->source),
+                       &source_failed](std::span<char> buf) -> udshttp::result<std::size_t> {
             auto n = inner(buf);
             source_failed = !n;
             return n;
         };
-        req.source_length = upload_length;
+        req.body = std::move(*src);
         if (c.verbose)
             std::cerr << "> (body streamed from " << c.upload_file << ")\n";
     }

@@ -72,14 +72,15 @@ http::request<http::buffer_body> make_message(const request& req, const proto::u
         msg.set(http::field::host, u.host);
     if (!has_agent && !options.user_agent.empty())
         msg.set(http::field::user_agent, options.user_agent);
-    if (req.source) {
-        if (req.source_length)
-            msg.content_length(*req.source_length);
+    if (const auto* streamed = std::get_if<streamed_body>(&req.body)) {
+        if (streamed->length)
+            msg.content_length(*streamed->length);
         else
             msg.chunked(true);
-    } else if (!req.body.empty() || msg.method() == http::verb::post ||
+    } else if (const auto& body = std::get<std::string>(req.body);
+               !body.empty() || msg.method() == http::verb::post ||
                msg.method() == http::verb::put || msg.method() == http::verb::patch) {
-        msg.content_length(req.body.size());
+        msg.content_length(body.size());
     }
 
     return msg;

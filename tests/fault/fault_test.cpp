@@ -260,13 +260,14 @@ TEST_SUITE("fault") {
                     std::size_t at = 0;
                     check(c.send({.method = "POST",
                                   .url = srv.url("/echo"),
-                                  .source = [&](std::span<char> buf) -> result<std::size_t> {
+                                  .body = client::streamed_body{[&](std::span<char> buf)
+                                                                    -> result<std::size_t> {
                                       const auto k = std::min(
                                           {buf.size(), blob.size() - at, std::size_t{4096}});
                                       std::memcpy(buf.data(), blob.data() + at, k);
                                       at += k;
                                       return k;
-                                  }}),
+                                  }}}),
                           blob);
                     check(c.get(srv.url("/hello/again")), "Hello again");
                 }

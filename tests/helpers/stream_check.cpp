@@ -68,20 +68,19 @@ int main(int argc, char** argv) {
     std::uint64_t received = 0;
     bool mismatch = false;
 
-    udshttp::client::request req{.method = "POST",
-                                 .url = argv[1],
-                                 .headers = {{"Content-Type", "application/octet-stream"}},
-                                 .body = {},
-                                 .source = {},
-                                 .source_length = {}};
-    req.source = [&](std::span<char> buf) -> udshttp::result<std::size_t> {
+    udshttp::client::streamed_body body;
+    body.source = [&](std::span<char> buf) -> udshttp::result<std::size_t> {
         const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), total - sent));
         p.fill(sent, buf.data(), n);
         sent += n;
         return n;
     };
     if (!chunked)
-        req.source_length = total;
+        body.length = total;
+    udshttp::client::request req{.method = "POST",
+                                 .url = argv[1],
+                                 .headers = {{"Content-Type", "application/octet-stream"}},
+                                 .body = std::move(body)};
     udshttp::client::download dl;
     dl.sink = [&](std::string_view piece) -> udshttp::result<void> {
         if (!mismatch && !p.matches(received, piece)) {

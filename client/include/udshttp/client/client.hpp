@@ -24,6 +24,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <variant>
 #include <vector>
 
 namespace udshttp::client {
@@ -37,17 +38,26 @@ using body_source = std::function<result<std::size_t>(std::span<char> buf)>;
 /// Receives a response body piece by piece. An error aborts the request with that error.
 using body_sink = std::function<result<void>(std::string_view piece)>;
 
+/// The first value of field `name` in `f`, case-insensitively; empty if absent.
+std::string_view find_header(const fields& f, std::string_view name) noexcept;
+
+/// A request body that comes from a source a piece at a time, never whole in memory.
+struct streamed_body {
+    body_source source{};
+    /// The exact length, sent as Content-Length; unset sends the body chunked.
+    std::optional<std::uint64_t> length{};
+};
+
 /// A request to send.
 struct request {
     std::string method = "GET";
-    std::string url{}; ///< http+unix://%2Fpath%2Fto.sock/target or http://host:port/target
-    fields headers{};  ///< sent as given; Host, Content-Length and User-Agent are added if absent
-    std::string body{};
-    /// When set, the body comes from here instead of `body`, a piece at a time, never whole
-    /// in memory. The request is then never retried (a source cannot be replayed).
-    body_source source{};
-    /// The source's exact length, sent as Content-Length; unset sends the body chunked.
-    std::optional<std::uint64_t> source_length{};
+    /// http+unix://%2Fpath%2Fto.sock/target, http://host:port/target, or a target alone
+    /// ("/hello?x=1") on client_options::base_url.
+    std::string url{};
+    fields headers{}; ///< sent as given; Host, Content-Length and User-Agent are added if absent
+    /// Bytes in memory, or a streamed_body. A streamed request is never retried (a source
+    /// cannot be replayed).
+    std::variant<std::string, streamed_body> body{};
     /// This request's deadlines, overriding client_options::timeout / connect_timeout.
     std::optional<std::chrono::milliseconds> timeout{};
     std::optional<std::chrono::milliseconds> connect_timeout{};
@@ -72,9 +82,9 @@ struct download {
     std::function<void(const response&)> head{};
 };
 
-/// A source reading the file at `path` ("-" for stdin) in pieces, and its length when it is a
+/// A body read from the file at `path` ("-" for stdin) in pieces, with its length when it is a
 /// regular file. Errors name the path.
-result<std::pair<body_source, std::optional<std::uint64_t>>> file_source(const std::string& path);
+result<streamed_body> file_source(const std::string& path);
 /// A sink writing to the file at `path` (created or truncated; "-" for stdout). Errors name it.
 result<body_sink> file_sink(const std::string& path);
 
@@ -113,6 +123,9 @@ struct client_options {
     std::chrono::milliseconds idle_timeout{30'000};
     /// The User-Agent field; empty sends none.
     std::string user_agent = "udshttp";
+    /// Where a request whose url is a target alone ("/hello") goes: a URL without a target,
+    /// "http+unix://%2Frun%2Fapp.sock" or "http://127.0.0.1:8080" (a trailing '/' is fine).
+    std::string base_url{};
 };
 
 /// A blocking client with a keep-alive connection pool keyed by endpoint. It runs the same
