@@ -1,6 +1,9 @@
 #include <udshttp/proto/url.hpp>
 
+#include <boost/url/encode.hpp>
 #include <boost/url/parse.hpp>
+#include <boost/url/pct_string_view.hpp>
+#include <boost/url/rfc/unreserved_chars.hpp>
 #include <boost/url/url_view.hpp>
 
 #include <algorithm>
@@ -14,21 +17,6 @@ error invalid(std::string_view text, std::string_view why) {
     std::string msg = "invalid URL '";
     msg.append(text).append("': ").append(why);
     return {make_error_code(errc::invalid_url), std::move(msg)};
-}
-
-int hex_value(char c) {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-bool unreserved(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-           c == '.' || c == '_' || c == '~';
 }
 
 std::string target_of(const boost::urls::url_view& u) {
@@ -154,40 +142,14 @@ std::string make_url(const endpoint& where, std::string_view target) {
 }
 
 std::string percent_encode(std::string_view text) {
-    static constexpr char digits[] = "0123456789ABCDEF";
-    std::string out;
-    out.reserve(text.size() * 3);
-    for (char c : text) {
-        if (unreserved(c)) {
-            out += c;
-        } else {
-            const auto b = static_cast<unsigned char>(c);
-            out += '%';
-            out += digits[b >> 4];
-            out += digits[b & 0xF];
-        }
-    }
-    return out;
+    return boost::urls::encode(text, boost::urls::unreserved_chars);
 }
 
 std::optional<std::string> percent_decode(std::string_view text) {
-    std::string out;
-    out.reserve(text.size());
-    for (std::size_t i = 0; i < text.size(); ++i) {
-        if (text[i] != '%') {
-            out += text[i];
-            continue;
-        }
-        if (i + 2 >= text.size())
-            return std::nullopt;
-        const int hi = hex_value(text[i + 1]);
-        const int lo = hex_value(text[i + 2]);
-        if (hi < 0 || lo < 0)
-            return std::nullopt;
-        out += static_cast<char>(hi * 16 + lo);
-        i += 2;
-    }
-    return out;
+    const auto valid = boost::urls::make_pct_string_view(text);
+    if (!valid)
+        return std::nullopt;
+    return valid->decode();
 }
 
 } // namespace udshttp::proto

@@ -57,7 +57,6 @@ void set_json(response& res, const nlohmann::json& body) {
 void set_error(response& res, errc e, std::string message) {
     auto body = proto::make_error_body(e, std::move(message));
     res.result(body.status);
-    res.reason(body.reason); // RFC 9110's phrases ("Content Too Large"), same as the body's
     set_json(res, body);
 }
 

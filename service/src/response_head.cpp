@@ -26,8 +26,8 @@ bool format_head(const response& res, std::optional<std::uint64_t> length, bool 
                           static_cast<char>('0' + status / 10 % 10),
                           static_cast<char>('0' + status % 10), ' '};
     put({code, 4});
-    const auto reason = res.reason();
-    put(reason.empty() ? http::obsolete_reason(res.result()) : reason);
+    const auto reason = own_reason(res);
+    put(reason.empty() ? proto::reason_phrase(status) : reason);
     put("\r\n"sv);
     // One pass over the fields, comparing field enums, not names.
     bool has_server = false, has_date = false;

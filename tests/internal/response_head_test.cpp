@@ -49,7 +49,8 @@ std::vector<sample> corpus() {
         r.reason("Not Found");
     });
     add("own reason", 11, 200, [](response& r) { r.reason("Fine Thanks"); });
-    add("unknown status", 11, 599, none);
+    add("unknown status with a reason", 11, 599, [](response& r) { r.reason("Mine"); });
+    add("413", 11, 413, none);
     add("204", 11, 204, none);
     add("own Server", 11, 200, [](response& r) { r.set(http::field::server, "mine/1"); });
     add("own Date", 11, 200, [](response& r) { r.set(http::field::date, "yesterday"); });
@@ -82,6 +83,14 @@ TEST_SUITE("internal") {
                 }
             }
         }
+    }
+
+    TEST_CASE("format_head: RFC 9110's reason phrases - none for a status it does not name") {
+        std::string out;
+        REQUIRE(format_head(response{http::status::payload_too_large, 11}, 0, true, date, out));
+        CHECK(out.starts_with("HTTP/1.1 413 Content Too Large\r\n"));
+        REQUIRE(format_head(response{static_cast<http::status>(599), 11}, 0, true, date, out));
+        CHECK(out.starts_with("HTTP/1.1 599 \r\n")); // not Beast's "<unknown-status>"
     }
 
     TEST_CASE("format_head declines a handler's own framing or connection fields") {

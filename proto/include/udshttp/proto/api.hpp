@@ -111,4 +111,8 @@ template <class T> result<T> decode(std::string_view body) {
 /// The error body for an errc, with the given message (the table's text when empty).
 error_body make_error_body(errc e, std::string message = {});
 
+/// RFC 9110's reason phrase for `status` ("Content Too Large" for 413), the one table both the
+/// server and the error bodies use; empty for a status RFC 9110 does not name.
+std::string_view reason_phrase(unsigned status) noexcept;
+
 } // namespace udshttp::proto
