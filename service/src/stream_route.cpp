@@ -2,7 +2,7 @@
 // peer as it comes, in memory bounded by the pump's queue, whatever the body's size. A small
 // body with a Content-Length is read whole and answered in one write instead.
 
-#include "session.hpp"
+#include "stream_route.hpp"
 
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -21,7 +21,7 @@ using namespace boost::asio::experimental::awaitable_operators;
 // The state a stream route's reader and writer share. They run at once on the worker's thread,
 // so the peer may send and receive at the same time (as curl does); the queue between them is
 // bounded, so a peer that does not read stops being read from, and memory stays bounded.
-struct session::pump {
+struct stream_route::pump {
     static constexpr std::size_t queue_cap = 1024 * 1024;
 
     explicit pump(executor ex) : wake_reader(ex), wake_writer(ex) {}
@@ -69,7 +69,7 @@ struct session::pump {
     }
 };
 
-bool session::feed(pump& p, std::optional<std::string_view> in) {
+bool stream_route::feed(pump& p, std::optional<std::string_view> in) {
     std::string piece = p.spare_piece();
     try {
         if (in)
@@ -77,8 +77,8 @@ bool session::feed(pump& p, std::optional<std::string_view> in) {
         else
             p.handler->end(piece);
     } catch (const std::exception& e) {
-        state_.log.log(log_level::error, "stream handler threw: " + std::string(e.what()));
-        p.fail(socket_);
+        c_.state.log.log(log_level::error, "stream handler threw: " + std::string(e.what()));
+        p.fail(c_.socket);
         return false;
     }
     if (!piece.empty()) {
@@ -89,9 +89,9 @@ bool session::feed(pump& p, std::optional<std::string_view> in) {
     return true;
 }
 
-awaitable<> session::pump_reader(pump& p, stream_parser& parser) {
-    std::vector<char> in(body_buffer_bytes);
-    buffer_.reserve(body_buffer_bytes);
+awaitable<> stream_route::pump_reader(pump& p, stream_parser& parser) {
+    std::vector<char> in(connection::body_buffer_bytes);
+    c_.buffer.reserve(connection::body_buffer_bytes);
     while (!p.failed && !parser.is_done()) {
         while (p.queued >= pump::queue_cap && !p.failed)
             co_await pump::wait(p.wake_reader);
@@ -99,23 +99,24 @@ awaitable<> session::pump_reader(pump& p, stream_parser& parser) {
             co_return;
         parser.get().body().data = in.data();
         parser.get().body().size = in.size();
-        slot_.arm(opt_.idle_timeout);
-        const auto ec = co_await parse_some(parser);
-        if ((ec && ec != http::error::need_buffer) || slot_.timed_out) {
-            if (auto refused = refusal_for(ec, opt_, read_cap_); refused && !slot_.timed_out) {
+        c_.slot.arm(c_.opt.idle_timeout);
+        const auto ec = co_await c_.parse_some(parser);
+        if ((ec && ec != http::error::need_buffer) || c_.slot.timed_out) {
+            if (auto refused = refusal_for(ec, c_.opt, c_.read_cap);
+                refused && !c_.slot.timed_out) {
                 if (!p.head_sent) {
                     p.refusal = std::move(refused);
                 } else {
                     // The answer has begun: too late for a status, so the cut is what the
                     // peer sees (no last chunk). Count and say it, so it is not a silent 200.
-                    w_.stats.count_reject(refused->why);
-                    state_.log.peer_log(log_level::warn,
-                                        "cut the answer to " + quote(parser.get().target()) +
-                                            " after " + std::to_string(p.received) +
-                                            " request body bytes: " + refused->message);
+                    c_.w.stats.count_reject(refused->why);
+                    c_.state.log.peer_log(log_level::warn,
+                                          "cut the answer to " + quote(parser.get().target()) +
+                                              " after " + std::to_string(p.received) +
+                                              " request body bytes: " + refused->message);
                 }
             }
-            p.fail(socket_);
+            p.fail(c_.socket);
             co_return;
         }
         const auto got = in.size() - parser.get().body().size;
@@ -129,7 +130,7 @@ awaitable<> session::pump_reader(pump& p, stream_parser& parser) {
     p.wake_writer.cancel();
 }
 
-awaitable<> session::pump_writer(pump& p, http::response<http::buffer_body>& out) {
+awaitable<> stream_route::pump_writer(pump& p, http::response<http::buffer_body>& out) {
     http::response_serializer<http::buffer_body> sr(out);
     for (;;) {
         while (p.queue.empty() && !p.input_done && !p.failed)
@@ -139,14 +140,14 @@ awaitable<> session::pump_writer(pump& p, http::response<http::buffer_body>& out
         if (!p.head_sent) {
             // Sent with the first output, not before: a body that is malformed from its first
             // byte still gets a 400, and a drain that began meanwhile still says close.
-            p.keep_alive = p.keep_alive && !draining();
+            p.keep_alive = p.keep_alive && !c_.draining();
             out.keep_alive(p.keep_alive);
             p.head_sent = true;
-            slot_.arm(opt_.idle_timeout);
-            auto [ec, n] = co_await http::async_write_header(socket_, sr);
+            c_.slot.arm(c_.opt.idle_timeout);
+            auto [ec, n] = co_await http::async_write_header(c_.socket, sr);
             p.sent += n;
-            if (ec || slot_.timed_out) {
-                p.fail(socket_);
+            if (ec || c_.slot.timed_out) {
+                p.fail(c_.socket);
                 co_return;
             }
         }
@@ -154,11 +155,11 @@ awaitable<> session::pump_writer(pump& p, http::response<http::buffer_body>& out
             out.body().data = nullptr;
             out.body().size = 0;
             out.body().more = false;
-            slot_.arm(opt_.idle_timeout);
-            auto [ec, n] = co_await http::async_write(socket_, sr);
+            c_.slot.arm(c_.opt.idle_timeout);
+            auto [ec, n] = co_await http::async_write(c_.socket, sr);
             p.sent += n;
-            if (ec || slot_.timed_out)
-                p.fail(socket_);
+            if (ec || c_.slot.timed_out)
+                p.fail(c_.socket);
             co_return;
         }
         std::string piece = std::move(p.queue.front());
@@ -166,21 +167,21 @@ awaitable<> session::pump_writer(pump& p, http::response<http::buffer_body>& out
         out.body().data = piece.data();
         out.body().size = piece.size();
         out.body().more = true;
-        slot_.arm(opt_.idle_timeout);
-        auto [ec, n] = co_await http::async_write(socket_, sr);
+        c_.slot.arm(c_.opt.idle_timeout);
+        auto [ec, n] = co_await http::async_write(c_.socket, sr);
         p.sent += n;
         p.queued -= piece.size();
         p.recycle(std::move(piece));
         p.wake_reader.cancel();
-        if ((ec && ec != http::error::need_buffer) || slot_.timed_out) {
-            p.fail(socket_);
+        if ((ec && ec != http::error::need_buffer) || c_.slot.timed_out) {
+            p.fail(c_.socket);
             co_return;
         }
     }
 }
 
-awaitable<bool> session::stream(request_parser& parser, const route_match& match,
-                                clock::time_point start) {
+awaitable<bool> stream_route::serve(request_parser& parser, const route_match& match,
+                                    clock::time_point start) {
     // A Content-Length up to pump::queue_cap: read whole and answered in one write (no body
     // parser, no pump). Anything larger, or chunked, streams through the pump.
     const auto content_length = parser.content_length();
@@ -191,34 +192,34 @@ awaitable<bool> session::stream(request_parser& parser, const route_match& match
         head.base() = std::move(parser.get().base()); // the parser is done with it
     } else {
         body_parser.emplace(std::move(parser));
-        body_parser->body_limit(opt_.max_body_bytes);
+        body_parser->body_limit(c_.opt.max_body_bytes);
         head.base() = body_parser->get().base();
     }
-    const request req(head, peer_, &match);
+    const request req(head, c_.peer, &match);
 
     response res{http::status::ok, head.version()};
     std::unique_ptr<stream_handler> handler;
     std::optional<std::uint64_t> length;
     try {
-        handler = state_.routes.open_stream(match);
+        handler = c_.state.routes.open_stream(match);
         length = handler->begin(req, res);
     } catch (const std::exception& e) {
-        state_.log.log(log_level::error, "stream handler for " + quote(head.method_string()) + " " +
-                                             quote(head.target()) + " threw: " + e.what());
+        c_.state.log.log(log_level::error, "stream handler for " + quote(head.method_string()) +
+                                               " " + quote(head.target()) + " threw: " + e.what());
         handler.reset();
     }
     if (!handler) {
-        co_await fail(head, 0, start);
+        co_await c_.fail(head, 0, start);
         co_return false;
     }
     if (whole)
         co_return co_await stream_whole(*handler, length, res, head, *content_length, match.index(),
                                         start);
 
-    pump p(socket_.get_executor());
+    pump p(c_.socket.get_executor());
     p.handler = std::move(handler);
     p.length = length;
-    stamp(res, w_.date.get());
+    stamp(res, c_.w.date.get());
     http::response<http::buffer_body> out(res.result(), head.version());
     out.base() = res.base();
     p.keep_alive = keep_alive_;
@@ -234,52 +235,33 @@ awaitable<bool> session::stream(request_parser& parser, const route_match& match
     co_await (pump_reader(p, *body_parser) && pump_writer(p, out));
 
     if (p.refusal) { // nothing was sent yet: a proper error answer
-        slot_.timed_out = false;
-        co_await refuse(std::move(*p.refusal), &head, start);
+        c_.slot.timed_out = false;
+        co_await c_.refuse(std::move(*p.refusal), &head, start);
         co_return false;
     }
-    record(&head, out.result_int(), match.index(), p.received, p.sent, start);
+    c_.record(&head, out.result_int(), match.index(), p.received, p.sent, start);
     co_return !p.failed && p.keep_alive;
 }
 
-void session::borrow(std::string& s, std::size_t n) {
-    if (s.capacity() >= n)
-        return;
-    auto& spares = w_.spare_buffers;
-    const auto fit = std::find_if(spares.begin(), spares.end(),
-                                  [n](const std::string& b) { return b.capacity() >= n; });
-    if (fit != spares.end()) {
-        s.swap(*fit);
-        spares.erase(fit);
-    }
-}
-
-void session::give_back(std::string& s) {
-    if (s.capacity() <= keep_bytes)
-        return;
-    if (w_.spare_buffers.size() < worker::max_spare_buffers)
-        w_.spare_buffers.push_back(std::move(s));
-    std::string().swap(s);
-}
-
-awaitable<bool> session::stream_whole(stream_handler& handler,
-                                      std::optional<std::uint64_t> declared, response& res,
-                                      const request_head& head, std::uint64_t length,
-                                      std::optional<std::size_t> route, clock::time_point start) {
-    // The body: what the header read left in buffer_, then straight from the socket into one
+awaitable<bool> stream_route::stream_whole(stream_handler& handler,
+                                           std::optional<std::uint64_t> declared, response& res,
+                                           const request_head& head, std::uint64_t length,
+                                           std::optional<std::size_t> route,
+                                           clock::time_point start) {
+    // The body: what the header read left in c_.buffer, then straight from the socket into one
     // buffer (no parser in between: the Content-Length is the framing).
     const auto size = static_cast<std::size_t>(length);
-    borrow(whole_in_, size);
-    whole_in_.resize(size);
-    char* in = whole_in_.data();
-    std::size_t have = std::min(size, buffer_.size());
-    asio::buffer_copy(asio::buffer(in, have), buffer_.data());
-    buffer_.consume(have);
+    c_.borrow(c_.whole_in, size);
+    c_.whole_in.resize(size);
+    char* in = c_.whole_in.data();
+    std::size_t have = std::min(size, c_.buffer.size());
+    asio::buffer_copy(asio::buffer(in, have), c_.buffer.data());
+    c_.buffer.consume(have);
     while (have < size) {
-        slot_.arm(opt_.idle_timeout);
-        auto [ec, n] = co_await socket_.async_read_some(asio::buffer(in + have, size - have));
-        w_.stats.bytes_received.add(n);
-        if (ec || slot_.timed_out)
+        c_.slot.arm(c_.opt.idle_timeout);
+        auto [ec, n] = co_await c_.socket.async_read_some(asio::buffer(in + have, size - have));
+        c_.w.stats.bytes_received.add(n);
+        if (ec || c_.slot.timed_out)
             co_return false; // the peer went away or stalled mid-body: nothing to answer
         have += n;
     }
@@ -288,15 +270,15 @@ awaitable<bool> session::stream_whole(stream_handler& handler,
     // Otherwise one call for the body and one for the end, both into the response body,
     // which borrows the connection's output buffer so its capacity is reused.
     auto& out = res.body();
-    std::string* lent = &whole_out_;
+    std::string* lent = &c_.whole_out;
     std::string failure;
     try {
-        if (handler.whole(whole_in_)) {
-            lent = &whole_in_;
-            out.swap(whole_in_);
+        if (handler.whole(c_.whole_in)) {
+            lent = &c_.whole_in;
+            out.swap(c_.whole_in);
         } else {
-            borrow(whole_out_, size); // a guess: handlers often answer about what they read
-            out.swap(whole_out_);
+            c_.borrow(c_.whole_out, size); // a guess: handlers often answer about what they read
+            out.swap(c_.whole_out);
             out.clear();
             handler.data(std::string_view(in, size), out);
             handler.end(out);
@@ -308,17 +290,17 @@ awaitable<bool> session::stream_whole(stream_handler& handler,
         failure = std::string("threw: ") + e.what();
     }
     if (!failure.empty()) {
-        state_.log.log(log_level::error, "stream handler for " + quote(head.method_string()) + " " +
-                                             quote(head.target()) + " " + failure);
-        co_await fail(head, size, start);
+        c_.state.log.log(log_level::error, "stream handler for " + quote(head.method_string()) +
+                                               " " + quote(head.target()) + " " + failure);
+        co_await c_.fail(head, size, start);
         co_return false;
     }
-    const bool keep_alive = keep_alive_ && !draining();
-    slot_.arm(opt_.idle_timeout);
-    const bool sent = co_await answer(res, &head, keep_alive, route, size, start);
+    const bool keep_alive = keep_alive_ && !c_.draining();
+    c_.slot.arm(c_.opt.idle_timeout);
+    const bool sent = co_await c_.answer(res, &head, keep_alive, route, size, start);
     out.swap(*lent);
-    give_back(whole_in_);
-    give_back(whole_out_);
+    c_.give_back(c_.whole_in);
+    c_.give_back(c_.whole_out);
     co_return sent&& keep_alive;
 }
 
