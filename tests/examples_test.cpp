@@ -206,11 +206,11 @@ TEST_SUITE("e2e") {
         const auto url = [&](const std::string& t) {
             return proto::make_url(proto::endpoint::unix_path(sock), t);
         };
-        CHECK(c.get(url("/greet/Ada"))->body == "Greetings, Ada!\n");
+        CHECK(response_of(c.get(url("/greet/Ada"))).body == "Greetings, Ada!\n");
         CHECK((*c.post_json(url("/counter"), nullptr))["counter"] == 1);
         CHECK((*c.post_json(url("/counter"), nullptr))["counter"] == 2);
         CHECK((*c.get_json(url("/whoami")))["pid"] == ::getpid());
-        CHECK(c.get(url("/hello"))->body == "Hello Anonymous");
+        CHECK(response_of(c.get(url("/hello"))).body == "Hello Anonymous");
         app.signal(SIGTERM);
         CHECK(app.wait(10s) == 0);
         CHECK_FALSE(std::filesystem::exists(sock));

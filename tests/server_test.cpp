@@ -34,9 +34,9 @@ TEST_SUITE("service") {
         CHECK(r->header("Server") == "udshttp/" UDSHTTP_VERSION_STRING);
         CHECK_FALSE(r->header("Date").empty());
 
-        CHECK(c.get(srv.url("/"))->body == "Hello Anonymous");
-        CHECK(c.get(srv.url("/hello/Ada"))->body == "Hello Ada");
-        CHECK(c.get(srv.url("/hello/Ada%20Lovelace"))->body == "Hello Ada Lovelace");
+        CHECK(response_of(c.get(srv.url("/"))).body == "Hello Anonymous");
+        CHECK(response_of(c.get(srv.url("/hello/Ada"))).body == "Hello Ada");
+        CHECK(response_of(c.get(srv.url("/hello/Ada%20Lovelace"))).body == "Hello Ada Lovelace");
 
         auto j = c.get(srv.url("/hello/Ada"), {{"Accept", "application/json"}});
         REQUIRE(j);
@@ -206,7 +206,7 @@ TEST_SUITE("service") {
         CHECK(na->error_body()->code == "method_not_allowed");
 
         // The connection survives error answers.
-        CHECK(c.get(srv.url("/hello"))->status == 200);
+        CHECK(response_of(c.get(srv.url("/hello"))).status == 200);
         CHECK(c.connections_opened() == 1);
     }
 
@@ -259,9 +259,10 @@ TEST_SUITE("service") {
             CHECK(r->status == 500);
             CHECK(r->error_body()->code == "internal_error");
         }
-        CHECK(c.get(srv.url("/healthz"))->body == "mine");
-        CHECK(c.get(srv.url("/teapot"))->status == 418);
-        CHECK(c.get(srv.url("/hello"))->status == 200); // the server keeps serving after a 500
+        CHECK(response_of(c.get(srv.url("/healthz"))).body == "mine");
+        CHECK(response_of(c.get(srv.url("/teapot"))).status == 418);
+        CHECK(response_of(c.get(srv.url("/hello"))).status ==
+              200); // the server keeps serving after a 500
     }
 
     TEST_CASE_TEMPLATE("stream routes: small bodies are answered whole or in place - a handler "
@@ -318,7 +319,7 @@ TEST_SUITE("service") {
             CHECK_MESSAGE(status_line(failed) == "HTTP/1.1 500 Internal Server Error", mode);
         }
         client::client c;
-        CHECK(c.get(srv.url("/hello"))->status == 200);
+        CHECK(response_of(c.get(srv.url("/hello"))).status == 200);
     }
 
     TEST_CASE("GET /openapi.json: an OpenAPI 3.1 document of every route - the embedder's too") {
@@ -445,7 +446,7 @@ TEST_SUITE("service") {
             CHECK(raw.find("Connection: close") != std::string::npos);
         }
         client::client c;
-        CHECK(c.get(srv.url("/hello"))->body == "Hello Anonymous");
+        CHECK(response_of(c.get(srv.url("/hello"))).body == "Hello Anonymous");
     }
 
     TEST_CASE_TEMPLATE("limits: 431 for headers - 413 for bodies before reading them", T,
@@ -591,7 +592,7 @@ TEST_SUITE("service") {
         CHECK(raw.find("Retry-After: 1") != std::string::npos);
         CHECK(body_of(raw).find("limit 2") != std::string::npos);
         // The admitted connections still work.
-        CHECK(a.get(srv.url("/hello"))->status == 200);
+        CHECK(response_of(a.get(srv.url("/hello"))).status == 200);
         CHECK(a.connections_opened() == 1);
     }
 
@@ -618,12 +619,13 @@ TEST_SUITE("service") {
             REQUIRE(::recv(s.fd(), head, sizeof head, 0) > 0); // the answer has begun
         }
         client::client c;
-        CHECK(c.get(srv.url("/hello"))->body == "Hello Anonymous");
+        CHECK(response_of(c.get(srv.url("/hello"))).body == "Hello Anonymous");
         // Every abandoned connection is gone; only the client's own remains.
         bool back_to_one = false;
         for (int i = 0; i < 200 && !back_to_one; ++i) {
-            back_to_one = c.get(srv.url("/metrics"))->body.find("udshttp_connections_open 1\n") !=
-                          std::string::npos;
+            back_to_one =
+                response_of(c.get(srv.url("/metrics"))).body.find("udshttp_connections_open 1\n") !=
+                std::string::npos;
             std::this_thread::sleep_for(std::chrono::milliseconds(10));
         }
         CHECK(back_to_one);
@@ -642,7 +644,7 @@ TEST_SUITE("service") {
         client::client c;
         for (const auto& e : eps) {
             CAPTURE(e.to_string());
-            CHECK(c.get(proto::make_url(e, "/hello/multi"))->body == "Hello multi");
+            CHECK(response_of(c.get(proto::make_url(e, "/hello/multi"))).body == "Hello multi");
         }
         srv.stop();
 
@@ -655,7 +657,7 @@ TEST_SUITE("service") {
         }
         const auto ep = v6.endpoints().at(0);
         CHECK(ep.address == "::1");
-        CHECK(c.get(proto::make_url(ep, "/hello/six"))->body == "Hello six");
+        CHECK(response_of(c.get(proto::make_url(ep, "/hello/six"))).body == "Hello six");
     }
 
     TEST_CASE("listen addresses as text are parsed by start() - url() names the first") {
@@ -678,10 +680,10 @@ TEST_SUITE("service") {
         CHECK(srv.url("/mine") ==
               proto::make_url(proto::endpoint::unix_path(dir.file("u.sock")), "/mine"));
         client::client c;
-        CHECK(c.get(srv.url("/mine"))->body == "mine");
+        CHECK(response_of(c.get(srv.url("/mine"))).body == "mine");
         // An embedding program's API is its own: the built-in routes are off by default.
-        CHECK(c.get(srv.url("/hello"))->status == 404);
-        CHECK(c.get(srv.url("/metrics"))->status == 404);
+        CHECK(response_of(c.get(srv.url("/hello"))).status == 404);
+        CHECK(response_of(c.get(srv.url("/metrics"))).status == 404);
     }
 
     TEST_CASE("several worker threads share the load") {

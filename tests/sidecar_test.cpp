@@ -462,7 +462,7 @@ TEST_SUITE("sidecar") {
         });
         client::client c;
         for (int i = 0; i < 10; ++i) {
-            CHECK(c.get(srv.url("/hello"))->body == "Hello Anonymous");
+            CHECK(response_of(c.get(srv.url("/hello"))).body == "Hello Anonymous");
             std::this_thread::sleep_for(100ms);
         }
         for (auto& s : slow)
@@ -505,10 +505,11 @@ TEST_SUITE("sidecar") {
         const auto port = static_cast<std::uint16_t>(std::stoi(m[1]));
 
         client::client c;
-        CHECK(c.get(proto::make_url(proto::endpoint::unix_path(path), "/hello"))->body ==
-              "Hello Anonymous");
-        CHECK(c.get(proto::make_url(proto::endpoint::tcp("127.0.0.1", port), "/hello"))->status ==
-              200);
+        CHECK(
+            response_of(c.get(proto::make_url(proto::endpoint::unix_path(path), "/hello"))).body ==
+            "Hello Anonymous");
+        CHECK(response_of(c.get(proto::make_url(proto::endpoint::tcp("127.0.0.1", port), "/hello")))
+                  .status == 200);
         server.signal(SIGTERM);
         CHECK(server.wait(10s) == 0);
         CHECK(std::filesystem::exists(path)); // the activator owns the socket file

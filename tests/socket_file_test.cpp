@@ -77,7 +77,8 @@ TEST_SUITE("service") {
         const auto msg = start_error(on(path));
         CHECK(msg.find("already serving on " + path) != std::string::npos);
         client::client c;
-        CHECK(c.get(proto::make_url(proto::endpoint::unix_path(path), "/hello"))->status == 200);
+        CHECK(response_of(c.get(proto::make_url(proto::endpoint::unix_path(path), "/hello")))
+                  .status == 200);
     }
 
     TEST_CASE("socket file: a stale socket is replaced") {
@@ -87,7 +88,8 @@ TEST_SUITE("service") {
         service::server srv(on(path));
         srv.start();
         client::client c;
-        CHECK(c.get(proto::make_url(proto::endpoint::unix_path(path), "/hello"))->status == 200);
+        CHECK(response_of(c.get(proto::make_url(proto::endpoint::unix_path(path), "/hello")))
+                  .status == 200);
     }
 
     TEST_CASE("socket file: mode defaults to 0660 and is configurable") {
@@ -187,8 +189,8 @@ TEST_SUITE("service") {
             service::server srv({.listen = {"fd:" + std::to_string(fd)}, .builtin_routes = true});
             srv.start();
             client::client c;
-            CHECK(c.get(proto::make_url(proto::endpoint::unix_path(path), "/hello"))->status ==
-                  200);
+            CHECK(response_of(c.get(proto::make_url(proto::endpoint::unix_path(path), "/hello")))
+                      .status == 200);
             auto info = c.get_json(proto::make_url(proto::endpoint::unix_path(path), "/echo"));
             REQUIRE(info);
             CHECK((*info)["peer"]["transport"] == "unix");

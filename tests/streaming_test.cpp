@@ -157,7 +157,8 @@ TEST_SUITE("client") {
         auto long_r = c.send(long_req);
         REQUIRE_FALSE(long_r);
         CHECK(long_r.error().message.find("more than its declared 7 bytes") != std::string::npos);
-        CHECK(c.get(srv.url("/hello"))->body == "Hello Anonymous"); // the client still works
+        CHECK(response_of(c.get(srv.url("/hello"))).body ==
+              "Hello Anonymous"); // the client still works
 
         // Files both ways: file_source knows the length (Content-Length), file_sink writes.
         const auto in = srv.dir().file("in.bin");

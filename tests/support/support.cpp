@@ -297,6 +297,11 @@ std::size_t count_responses(const std::string& raw) {
     return complete_responses(raw);
 }
 
+const client::response& response_of(const result<client::response>& r) {
+    REQUIRE_MESSAGE(r.has_value(), (r ? std::string() : r.error().message));
+    return *r;
+}
+
 server_fixture::server_fixture(bool unix_socket, service::server_options options,
                                void (*setup)(service::router&), bool builtin_routes) {
     options.listen = {unix_socket ? proto::endpoint::unix_path(dir_.file("s.sock"))

@@ -4,6 +4,7 @@
 // (no Asio) so test files compile fast; everything here cleans up in its destructor, so a
 // failing test leaves no process, socket or directory behind.
 
+#include <udshttp/client/client.hpp>
 #include <udshttp/proto/endpoint.hpp>
 #include <udshttp/service/server.hpp>
 
@@ -134,6 +135,10 @@ struct unix_transport {
 struct tcp_transport {
     static constexpr const char* name = "tcp";
 };
+
+// The response in `r`, REQUIRE-ing that there is one: a failed request fails the test with
+// its message instead of dereferencing an error.
+const client::response& response_of(const result<client::response>& r);
 
 // An in-process server on a fresh socket in a temp dir or on 127.0.0.1 port 0, serving the
 // built-in routes (as udshttpd does) unless builtin_routes is false.
