@@ -19,7 +19,9 @@
 namespace udshttp::service::detail {
 
 // Serves a connection until it closes. Holds a place in state.connections (taken by the
-// caller). Throws only what a handler's allocation does; spawn it with log_exception.
+// caller). A plain handler's throw is the router's 500; what can still escape is an allocation
+// failure or a stream handler's throw of something that is not a std::exception, so spawn it
+// with log_exception.
 awaitable<> run_session(socket_type socket, proto::peer_info peer, server_state& state, worker& w);
 
 // Answers 503 to a connection over max_connections and closes it.
