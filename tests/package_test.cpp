@@ -76,7 +76,10 @@ TEST_SUITE("package") {
         if (have_program("ccache"))
             configure.push_back("-DCMAKE_CXX_COMPILER_LAUNCHER=ccache");
         if (!sanitize.empty()) {
-            configure.push_back("-DCMAKE_CXX_FLAGS=-fsanitize=" + sanitize);
+            // GCC's -Wtsan: ThreadSanitizer does not model the fences in Asio's headers, which
+            // asio_user compiles itself (our own build compiles Asio once, in boost_impl).
+            configure.push_back("-DCMAKE_CXX_FLAGS=-fsanitize=" + sanitize +
+                                (sanitize == "thread" ? " -Wno-tsan" : ""));
             configure.push_back("-DCMAKE_EXE_LINKER_FLAGS=-fsanitize=" + sanitize);
         }
         must(configure, dir);
