@@ -529,7 +529,7 @@ TEST_SUITE("adversarial") {
         const auto r =
             run({udshttpd_path(), "--listen", path, "--socket-mode", "0666"}, dir,
                 {.uid = {},
-                 .env = {"LD_PRELOAD=" UDSHTTP_TEST_SWAP_AFTER_BIND, "UDSHTTP_SWAP_LINK=" + link,
+                 .env = {"LD_PRELOAD=" UDSHTTP_TEST_SWAP_AFTER_BIND, "SWAP_AFTER_BIND_LINK=" + link,
                          "ASAN_OPTIONS=verify_asan_link_order=0"},
                  .stdin_file = {}},
                 10s);

@@ -324,6 +324,18 @@ TEST_SUITE("client") {
               "'/hello' is a target alone, and client_options::base_url is not set");
     }
 
+    TEST_CASE("a timeout of 0 means no deadline - not an immediate one") {
+        server_fixture srv(true);
+        client::client c({.connect_timeout = std::chrono::milliseconds(0),
+                          .timeout = std::chrono::milliseconds(0)});
+        auto r = c.get(srv.url("/hello"));
+        REQUIRE_MESSAGE(r.has_value(), (r ? "" : r.error().message));
+        CHECK(r->body == "Hello Anonymous");
+        client::request req{.url = srv.url("/hello/per")};
+        req.timeout = std::chrono::milliseconds(0);
+        CHECK(response_of(client::client().send(req)).body == "Hello per");
+    }
+
     TEST_CASE("find_header: the first value - case-insensitively") {
         const client::fields f{{"X-A", "1"}, {"x-a", "2"}, {"B", ""}};
         CHECK(client::find_header(f, "x-A") == "1");

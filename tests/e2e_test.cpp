@@ -335,6 +335,18 @@ TEST_SUITE("e2e") {
         CHECK(not_ours.err.find("answered 404") != std::string::npos);
     }
 
+    TEST_CASE("udshttp CLI: -m 0 means no deadline - udshttpd warns of a UDSHTTP_ typo") {
+        server_fixture srv(true);
+        temp_dir dir;
+        auto r = run({udshttp_path(), "-m", "0", srv.url("/hello/none")}, dir);
+        CHECK(r.code == 0);
+        CHECK(r.out == "Hello none");
+        auto v = run({udshttpd_path(), "--version"}, dir, {.env = {"UDSHTTP_LISTNE=/x.sock"}});
+        CHECK(v.code == 0);
+        CHECK(v.err == "udshttpd: warning: UDSHTTP_LISTNE names no udshttpd option; ignored "
+                       "(see udshttpd --help)\n");
+    }
+
     TEST_CASE("udshttp CLI: timeouts exit 28 and say which deadline fired") {
         temp_dir dir;
         // A listening socket nobody answers: a Python one-liner holds it open.

@@ -71,6 +71,7 @@ boost::system::result<command, usage_error> parse_cli(std::span<const std::strin
         return cmd;
     }
     auto& c = cmd.options;
+    c.options.timeout = std::chrono::milliseconds(0); // as curl: no deadline unless -m
     const auto words = split_words(args);
     for (std::size_t i = 0; i < words.size(); ++i) {
         std::string flag = words[i];
@@ -254,8 +255,9 @@ Options (as curl's):
                               %{size_download}, %{time_total}, %{content_type}, \n
       --unix-socket PATH      connect to the Unix socket PATH; the URL gives the target
       --abstract-unix-socket NAME   the same, for the abstract socket @NAME
-  -m, --max-time DUR          whole-request deadline, seconds or 500ms/10s (default 30s)
-      --connect-timeout DUR   connect deadline (default 5s)
+  -m, --max-time DUR          whole-request deadline, seconds or 500ms/10s (default and
+                              0: none, as curl)
+      --connect-timeout DUR   connect deadline (default 5s; 0: only -m's)
   -h, --help                  this text
   -V, --version               print the version
 

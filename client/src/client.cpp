@@ -74,7 +74,8 @@ awaitable<result<response>> core::perform(const request& req, const download* dl
     const std::string what = req.method + " " + u->to_string();
     const connect_limits limits{req.connect_timeout.value_or(options.connect_timeout),
                                 req.timeout.value_or(options.timeout)};
-    watchdog wd(ex_, clock::now() + limits.total);
+    watchdog wd(ex_,
+                limits.total.count() == 0 ? clock::time_point::max() : clock::now() + limits.total);
 
     if (auto bad = refuse_to_send(req))
         co_return error{make_error_code(errc::invalid_request), what + ": " + *bad};

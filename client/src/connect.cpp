@@ -66,7 +66,7 @@ awaitable<result<connection_ptr>> connect(executor ex, const proto::endpoint& wh
                                           connect_limits limits, std::size_t max_header_bytes) {
     auto c = std::make_unique<connection>(ex, max_header_bytes);
     const auto connect_deadline = clock::now() + limits.connect;
-    if (connect_deadline < wd.total())
+    if (limits.connect.count() > 0 && connect_deadline < wd.total())
         wd.watch(c.get(), connect_deadline, watchdog::kind::connect);
     else
         wd.watch_total(c.get());

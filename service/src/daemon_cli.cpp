@@ -107,14 +107,14 @@ struct arg {
 };
 
 // The options the environment sets, as "--flag=value" arguments.
-parsed<std::vector<arg>> args_from_env(const env_lookup& env) {
+parsed<std::vector<arg>> args_from_env(const environment& env) {
     std::vector<arg> out;
     for (const auto& option : env_options) {
         const auto name = env_name(option.flag);
-        const auto value = env(name);
-        if (!value)
+        const auto found = env.find(name);
+        if (found == env.end())
             continue;
-        const std::string& text = *value;
+        const std::string& text = found->second;
         if (option.boolean) {
             if (text == "1" || text == "true" || text == "yes")
                 out.push_back({std::string(option.flag), name});
@@ -147,15 +147,29 @@ void throw_exception_from_error(const usage_error& e, const boost::source_locati
     throw std::invalid_argument(e.message);
 }
 
-std::optional<std::string> process_env(const std::string& name) {
-    if (const char* v = std::getenv(name.c_str()))
-        return std::string(v);
-    return std::nullopt;
+environment process_environment() {
+    environment out;
+    for (char** e = environ; e && *e; ++e) {
+        const std::string_view entry(*e);
+        const auto eq = entry.find('=');
+        if (entry.starts_with("UDSHTTP_") && eq != std::string_view::npos)
+            out.emplace(entry.substr(0, eq), entry.substr(eq + 1));
+    }
+    return out;
 }
 
 boost::system::result<command, usage_error> parse_daemon_args(std::span<const std::string> argv,
-                                                              const env_lookup& env) {
+                                                              const environment& env) {
     command cmd;
+    for (const auto& [name, value] : env) {
+        const bool known =
+            name == "UDSHTTP_SANITIZE" || name == "UDSHTTP_FUZZ_SECONDS" ||
+            std::any_of(std::begin(env_options), std::end(env_options),
+                        [&](const env_option& o) { return env_name(o.flag) == name; });
+        if (!known && name.starts_with("UDSHTTP_"))
+            cmd.warnings.push_back(name +
+                                   " names no udshttpd option; ignored (see udshttpd --help)");
+    }
     auto& o = cmd.options;
     o.builtin_routes = true;             // udshttpd is its built-in routes
     std::vector<proto::endpoint> listen; // as parsed, for the checks at the end
@@ -273,10 +287,17 @@ boost::system::result<command, usage_error> parse_daemon_args(std::span<const st
             assign(o.max_body_bytes, proto::parse_size(value));
         } else if (flag == "--header-timeout") {
             assign(o.header_timeout, proto::parse_duration(value));
+            if (!bad && o.header_timeout.count() == 0)
+                return usage_error{name + ": must be more than 0 (a request needs time to arrive)"};
         } else if (flag == "--idle-timeout") {
             assign(o.idle_timeout, proto::parse_duration(value));
+            if (!bad && o.idle_timeout.count() == 0)
+                return usage_error{name + ": must be more than 0 (it also bounds every pause "
+                                          "while reading a body or writing an answer)"};
         } else if (flag == "--max-connections") {
             count(o.max_connections, 10'000'000);
+            if (!bad && o.max_connections == 0)
+                return usage_error{name + ": must be at least 1"};
         } else {
             return usage_error{"unknown option '" + args[i].text + "'"};
         }
@@ -326,7 +347,9 @@ Options:
   -h, --help                   this text
   -V, --version                print the version
 
-SIZE takes B, KiB, MiB, GiB (64KiB); DUR takes ms, s, m, h (500ms, 10s).
+SIZE is bytes, or a number with KiB, MiB or GiB (64KiB; KB, MB and GB mean the same);
+DUR is seconds, or a number with ms, s, m or h (500ms, 10s, 2m). --max-connections,
+--header-timeout and --idle-timeout must be more than 0; --drain-timeout 0 cuts at once.
 
 Environment: every option above can also be set as UDSHTTP_ and its long name in capitals,
 dashes as underscores: UDSHTTP_LISTEN=/run/app/app.sock, UDSHTTP_MAX_BODY_BYTES=1MiB,

@@ -9,10 +9,12 @@
 #include <boost/system/result.hpp>
 
 #include <functional>
+#include <map>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace udshttp::service::daemon {
 
@@ -24,6 +26,7 @@ enum class action { serve, help, version };
 struct command {
     daemon::action action = action::serve;
     server_options options{};
+    std::vector<std::string> warnings{}; // one line each, for stderr
 };
 
 struct usage_error {
@@ -32,16 +35,18 @@ struct usage_error {
 [[noreturn]] void throw_exception_from_error(const usage_error& e,
                                              const boost::source_location& loc);
 
-// The value of an environment variable, or nullopt when it is not set.
-using env_lookup = std::function<std::optional<std::string>(const std::string& name)>;
-// The process environment (getenv).
-std::optional<std::string> process_env(const std::string& name);
+// The UDSHTTP_* variables of an environment, by name.
+using environment = std::map<std::string, std::string, std::less<>>;
+// The process's UDSHTTP_* variables.
+environment process_environment();
 
 // Parses the arguments after the program name, over what the environment sets: every option
 // can come as UDSHTTP_ and its long name (UDSHTTP_MAX_BODY_BYTES=1MiB); the command line wins,
 // and a repeatable option given there replaces the environment's list.
+// A UDSHTTP_ variable that names no option is a warning that names it (scripts/dev's own
+// UDSHTTP_SANITIZE and UDSHTTP_FUZZ_SECONDS excepted).
 boost::system::result<command, usage_error> parse_daemon_args(std::span<const std::string> args,
-                                                              const env_lookup& env);
+                                                              const environment& env);
 
 std::string_view help_text() noexcept;
 

@@ -42,11 +42,13 @@ void print_endpoint(const udshttp::proto::endpoint& e) {
 
 int main(int argc, char** argv) {
     const std::vector<std::string> args(argv + 1, argv + argc);
-    auto command = parse_daemon_args(args, process_env);
+    auto command = parse_daemon_args(args, process_environment());
     if (!command) {
         std::cerr << "udshttpd: " << command.error().message << " (see udshttpd --help)\n";
         return exit_usage;
     }
+    for (const auto& w : command->warnings)
+        std::cerr << "udshttpd: warning: " << w << '\n';
     if (command->action == action::help) {
         std::cout << help_text();
         return 0;

@@ -43,6 +43,9 @@ TEST_SUITE("internal") {
         CHECK(w.silent);
         CHECK(w.write_out == "%{http_code}");
         CHECK(parse({"-m5", "u"}).options.options.timeout == 5s);
+        // As curl: no deadline unless -m, and -m 0 means none.
+        CHECK(parse({"u"}).options.options.timeout == 0ms);
+        CHECK(parse({"-m", "0", "u"}).options.options.timeout == 0ms);
         CHECK(parse({"--max-time=250ms", "u"}).options.options.timeout == 250ms);
     }
 

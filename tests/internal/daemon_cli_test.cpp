@@ -13,25 +13,17 @@ using namespace std::chrono_literals;
 namespace {
 
 struct fake_env {
-    std::map<std::string, std::string> vars;
-    env_lookup lookup() const {
-        return [this](const std::string& name) -> std::optional<std::string> {
-            const auto it = vars.find(name);
-            if (it == vars.end())
-                return std::nullopt;
-            return it->second;
-        };
-    }
+    environment vars;
 };
 
 command parse(std::vector<std::string> args, const fake_env& env = {}) {
-    auto r = parse_daemon_args(args, env.lookup());
+    auto r = parse_daemon_args(args, env.vars);
     REQUIRE_MESSAGE(r.has_value(), (r ? "" : r.error().message));
     return *r;
 }
 
 std::string error_of(std::vector<std::string> args, const fake_env& env = {}) {
-    auto r = parse_daemon_args(args, env.lookup());
+    auto r = parse_daemon_args(args, env.vars);
     REQUIRE_FALSE(r.has_value());
     return r.error().message;
 }
@@ -100,6 +92,26 @@ TEST_SUITE("internal") {
         CHECK(error_of({"-l", "127.0.0.1"}).starts_with("-l: "));
         CHECK(error_of({"-l", "@abs", "--socket-mode", "0600"})
                   .starts_with("--socket-mode does not apply to abstract socket unix:@abs"));
+    }
+
+    TEST_CASE("udshttpd args: zero limits are refused - unknown UDSHTTP_ names are warned") {
+        CHECK(error_of({"--max-connections", "0"}) == "--max-connections: must be at least 1");
+        CHECK(error_of({"--idle-timeout", "0"}).starts_with("--idle-timeout: must be more than 0"));
+        CHECK(error_of({"--header-timeout", "0ms"})
+                  .starts_with("--header-timeout: must be more than 0"));
+        CHECK(error_of({}, fake_env{{{"UDSHTTP_IDLE_TIMEOUT", "0"}}})
+                  .starts_with("UDSHTTP_IDLE_TIMEOUT: must be more than 0"));
+        CHECK(parse({"--drain-timeout", "0"}).options.drain_timeout == 0ms);
+        const auto typo = parse({}, fake_env{{{"UDSHTTP_LISTNE", "/x.sock"},
+                                              {"UDSHTTP_SANITIZE", "off"},
+                                              {"UDSHTTP_THREADS", "2"}}});
+        CHECK(typo.warnings ==
+              std::vector<std::string>{
+                  "UDSHTTP_LISTNE names no udshttpd option; ignored (see udshttpd --help)"});
+        CHECK(typo.options.threads == 2);
+        // --help says what the values may be.
+        CHECK(help_text().find("DUR is seconds, or a number with ms") != std::string_view::npos);
+        CHECK(help_text().find("KB, MB and GB mean the same") != std::string_view::npos);
     }
 
     TEST_CASE("udshttpd args: help and version win over what follows") {

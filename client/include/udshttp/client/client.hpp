@@ -106,9 +106,11 @@ struct response {
 
 /// Client configuration.
 struct client_options {
-    /// Longest wait for a connection to be established (per request).
+    /// Longest wait for a connection to be established (per request); 0 means no limit
+    /// but the request's.
     std::chrono::milliseconds connect_timeout{5'000};
-    /// Longest time for a whole request, connect included.
+    /// Longest time for a whole request, connect included; 0 means none. (The udshttp CLI
+    /// sets none unless -m is given, as curl.)
     std::chrono::milliseconds timeout{30'000};
     /// Idle keep-alive connections kept per endpoint (socket path, abstract name, host:port).
     std::size_t max_idle_per_endpoint = 8;
