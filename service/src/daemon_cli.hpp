@@ -8,9 +8,7 @@
 
 #include <boost/system/result.hpp>
 
-#include <functional>
 #include <map>
-#include <optional>
 #include <span>
 #include <string>
 #include <string_view>

@@ -49,7 +49,7 @@ namespace {
 // noexcept), so there is nothing to restart, and no coroutine frame.
 struct sweeper {
     worker& w;
-    std::shared_ptr<asio::basic_waitable_timer<clock, asio::wait_traits<clock>, executor>> timer;
+    std::shared_ptr<timer_type> timer;
     std::chrono::milliseconds tick;
 
     void operator()(const boost::system::error_code& ec) const {
@@ -64,9 +64,7 @@ struct sweeper {
 } // namespace
 
 void start_sweeper(worker& w, std::chrono::milliseconds tick) {
-    auto timer =
-        std::make_shared<asio::basic_waitable_timer<clock, asio::wait_traits<clock>, executor>>(
-            w.ctx.get_executor());
+    auto timer = std::make_shared<timer_type>(w.ctx.get_executor());
     timer->expires_after(tick);
     timer->async_wait(sweeper{w, timer, tick});
 }

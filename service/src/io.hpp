@@ -13,7 +13,6 @@ namespace asio = boost::asio;
 using udshttp::detail::clock;
 using executor = asio::io_context::executor_type;
 using io = udshttp::detail::asio_types<executor>;
-using use_tuple = io::use_tuple;
 using socket_type = io::socket;
 using acceptor_type = io::acceptor;
 using timer_type = io::timer;
