@@ -150,6 +150,33 @@ TEST_SUITE("service") {
         CHECK(plain_call.res.result_int() == 500);
     }
 
+    TEST_CASE("router: add() tells the handler shapes apart - heartbeat() fits stream writers "
+              "only") {
+        router r;
+        r.get("/plain", noop);
+        r.get("/async", [](const request&, response&) -> awaitable<> { co_return; });
+        r.get("/writer", [](const request&, response_stream&) -> awaitable<> {
+             co_return;
+         }).heartbeat(std::chrono::seconds(15));
+        CHECK(r.resolve(http::verb::get, "/plain").kind() == route_kind::plain);
+        CHECK(r.resolve(http::verb::get, "/async").kind() == route_kind::async);
+        const auto w = r.resolve(http::verb::get, "/writer");
+        CHECK(w.kind() == route_kind::writer);
+        CHECK(w.heartbeat() == std::chrono::seconds(15));
+        CHECK(r.resolve(http::verb::get, "/async").heartbeat().count() == 0);
+        // Only a plain route is dispatched; the others are the session's to run.
+        call async_call(r, http::verb::get, "/async");
+        CHECK(async_call.res.result_int() == 500);
+        CHECK_THROWS_AS(r.heartbeat(std::chrono::seconds(0)), std::invalid_argument);
+        r.get("/plain2", noop);
+        CHECK_THROWS_AS(r.heartbeat(std::chrono::seconds(1)), std::logic_error);
+        CHECK_THROWS_AS(r.get("/empty", async_handler{}), std::invalid_argument);
+        CHECK_THROWS_AS(r.get("/empty", stream_writer{}), std::invalid_argument);
+        std::size_t writers = 0;
+        r.for_each([&](const route_view& v) { writers += v.writes_stream; });
+        CHECK(writers == 1);
+    }
+
     TEST_CASE("router: malformed patterns and duplicates are refused") {
         router r;
         r.get("/a/{b}", noop);

@@ -35,12 +35,15 @@ std::size_t connection_registry::sweep(clock::time_point now) noexcept {
     return fired;
 }
 
-void connection_registry::wake_idle() noexcept {
-    for (auto* s = head_; s; s = s->next)
+void connection_registry::drain() noexcept {
+    for (auto* s = head_; s; s = s->next) {
         if (s->idle) {
             boost::system::error_code ignored;
             s->socket->cancel(ignored);
         }
+        if (s->on_drain)
+            s->on_drain->drain();
+    }
 }
 
 namespace {

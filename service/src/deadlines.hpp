@@ -11,6 +11,16 @@
 
 namespace udshttp::service::detail {
 
+// What a connection does when the server starts to drain while it is busy (a response stream
+// ends with its last words): registered in its slot for that time.
+class drain_listener {
+public:
+    virtual void drain() noexcept = 0;
+
+protected:
+    ~drain_listener() = default;
+};
+
 // One connection as the sweeper sees it: a node in the worker's intrusive list.
 struct connection_slot {
     connection_slot* prev = nullptr;
@@ -19,6 +29,7 @@ struct connection_slot {
     clock::time_point deadline = clock::time_point::max();
     bool timed_out = false;
     bool idle = false; // waiting for the next request: closed at once when the server drains
+    drain_listener* on_drain = nullptr; // told when the server drains, if set
 
     // `now` lets a caller that has just read the clock spare another read.
     void arm(std::chrono::milliseconds d, clock::time_point now = clock::now()) noexcept {
@@ -36,9 +47,10 @@ public:
     // Cancels the pending operation of every connection whose deadline has passed and marks
     // it timed_out; returns how many.
     std::size_t sweep(clock::time_point now) noexcept;
-    // Wakes every connection waiting for its next request (the server is draining); the
-    // session closes it unless the request's first bytes have already arrived.
-    void wake_idle() noexcept;
+    // The server is draining: wakes every connection waiting for its next request (the
+    // session closes it unless the request's first bytes have already arrived), and tells
+    // every drain_listener.
+    void drain() noexcept;
     std::size_t size() const noexcept { return size_; }
 
 private:

@@ -16,7 +16,7 @@ std::string_view date_cache::get() noexcept {
 }
 
 bool format_head(const response& res, std::optional<std::uint64_t> length, bool keep_alive,
-                 std::string_view date, std::string& out) {
+                 std::string_view date, std::string& out, bool chunked) {
     using namespace std::string_view_literals;
     out.clear();
     const auto put = [&out](std::string_view v) { out.append(v.data(), v.size()); };
@@ -58,6 +58,8 @@ bool format_head(const response& res, std::optional<std::uint64_t> length, bool 
         put("Content-Length: "sv);
         put({digits, static_cast<std::size_t>(end - digits)});
         put("\r\n"sv);
+    } else if (chunked) {
+        put("Transfer-Encoding: chunked\r\n"sv);
     }
     if (!keep_alive && res.version() >= 11)
         put("Connection: close\r\n"sv);

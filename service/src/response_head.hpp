@@ -30,15 +30,16 @@ private:
 };
 
 // Formats the head of `res` into `out` (cleared first): status line, the fields, Server and
-// Date unless the handler set them, Content-Length if `length`, and Connection as keep_alive
-// and the version require. Returns false when Beast must write the message instead: a field
-// the handler set changes the framing or the connection (Transfer-Encoding, Connection).
-// The bytes equal what Beast's serializer writes for the same message once stamp() has run
-// and content_length() and keep_alive() are set (tests/internal/response_head_test.cpp). The
-// reason phrase is the handler's, else proto::reason_phrase(): RFC 9110's, or none for a
-// status it does not name ("HTTP/1.1 599 \r\n", which RFC 9112 allows).
+// Date unless the handler set them, Content-Length if `length` (else Transfer-Encoding:
+// chunked if `chunked`), and Connection as keep_alive and the version require. Returns false when
+// Beast must write the message instead: a field the handler set changes the framing or the
+// connection (Transfer-Encoding, Connection). The bytes equal what Beast's serializer writes for
+// the same message once stamp() has run and content_length() and keep_alive() are set
+// (tests/internal/response_head_test.cpp). The reason phrase is the handler's, else
+// proto::reason_phrase(): RFC 9110's, or none for a status it does not name ("HTTP/1.1 599 \r\n",
+// which RFC 9112 allows).
 bool format_head(const response& res, std::optional<std::uint64_t> length, bool keep_alive,
-                 std::string_view date, std::string& out);
+                 std::string_view date, std::string& out, bool chunked = false);
 
 // The reason phrase a handler set, or empty. (Beast's reason() falls back to its own table of
 // RFC 7231 phrases, so a phrase equal to that one counts as not set.)

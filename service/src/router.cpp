@@ -24,16 +24,30 @@ template <class Fn> bool for_each_segment(std::string_view path, Fn&& fn) {
 
 } // namespace
 
-router& router::add(http::verb method, std::string_view pattern, handler h) {
-    if (!h)
-        throw std::invalid_argument("route " + std::string(pattern) + ": empty handler");
-    return add_route(method, pattern, std::move(h), nullptr);
+router& router::add_stream(http::verb method, std::string_view pattern, stream_factory f) {
+    return add_route(method, pattern, route_kind::body_stream, {}, {}, {}, std::move(f));
 }
 
-router& router::add_stream(http::verb method, std::string_view pattern, stream_factory f) {
-    if (!f)
-        throw std::invalid_argument("route " + std::string(pattern) + ": empty stream factory");
-    return add_route(method, pattern, nullptr, std::move(f));
+router& router::heartbeat(std::chrono::milliseconds every) {
+    if (routes_.empty() || routes_.back().kind != route_kind::writer)
+        throw std::logic_error("router::heartbeat: the last route added is not a stream_writer "
+                               "route");
+    if (every <= std::chrono::milliseconds(0))
+        throw std::invalid_argument("router::heartbeat: the interval must be positive");
+    routes_.back().heartbeat = every;
+    return *this;
+}
+
+awaitable<> router::call(const route_match& m, const request& req, response& res) const {
+    if (m.kind() != route_kind::async)
+        throw std::logic_error("router::call: not an async route");
+    return m.route_->async(req, res);
+}
+
+awaitable<> router::call(const route_match& m, const request& req, response_stream& out) const {
+    if (m.kind() != route_kind::writer)
+        throw std::logic_error("router::call: not a stream_writer route");
+    return m.route_->writer(req, out);
 }
 
 router& router::describe(route_doc doc) {
@@ -43,13 +57,19 @@ router& router::describe(route_doc doc) {
     return *this;
 }
 
-router& router::add_route(http::verb method, std::string_view pattern, handler h,
-                          stream_factory f) {
+router& router::add_route(http::verb method, std::string_view pattern, route_kind kind, handler h,
+                          async_handler a, stream_writer w, stream_factory f) {
+    if (!h && !a && !w && !f)
+        throw std::invalid_argument("route " + std::string(pattern) + ": empty handler");
     route r{.method = method,
             .pattern = std::string(pattern),
             .segments = {},
+            .kind = kind,
             .fn = std::move(h),
+            .async = std::move(a),
+            .writer = std::move(w),
             .stream = std::move(f),
+            .heartbeat = {},
             .doc = {}};
     const bool ok = for_each_segment(pattern, [&](std::string_view seg) {
         if (seg.size() >= 2 && seg.front() == '{' && seg.back() == '}') {
@@ -173,12 +193,12 @@ router::outcome router::dispatch(const route_match& m, const request& req,
     try {
         switch (m.verdict_) {
         case route_match::verdict::found:
-            if (m.route_->fn) {
+            if (m.route_->kind == route_kind::plain) {
                 m.route_->fn(req, res);
                 out.by_route = true;
                 return out;
             }
-            out.failure = "a stream route was dispatched as a plain one";
+            out.failure = "a route that is not a plain one was dispatched as one";
             break;
         case route_match::verdict::bad_encoding:
             set_error(res, errc::bad_request,

@@ -157,7 +157,7 @@ void server::stop() {
     for (auto& l : impl_->listeners)
         boost::asio::post(l->home().ctx, [l = l.get()] { l->close(); });
     for (auto& w : state.workers)
-        boost::asio::post(w->ctx, [w = w.get()] { w->connections.wake_idle(); });
+        boost::asio::post(w->ctx, [w = w.get()] { w->connections.drain(); });
 
     // Drain: requests in flight finish (each session sees `stopping` and answers with
     // Connection: close); idle connections close at once. Polling the shared count is simpler
@@ -170,6 +170,9 @@ void server::stop() {
                                            " connection(s) still busy after the drain timeout of " +
                                            std::to_string(state.options.drain_timeout.count()) +
                                            " ms; closing them");
+    if (const auto ended = state.streams_drained.load(std::memory_order_relaxed); ended > 0)
+        state.log.log(log_level::info,
+                      "the drain ended " + std::to_string(ended) + " response stream(s)");
     impl_->guards.clear();
     for (auto& w : state.workers)
         w->ctx.stop();

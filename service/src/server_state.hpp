@@ -22,6 +22,7 @@ struct server_state {
     std::atomic<std::size_t> refusing{0};    // refused peers being answered 403, across workers
     clock::time_point started = clock::now();
     std::atomic<bool> stopping{false};
+    std::atomic<std::size_t> streams_drained{0}; // response streams the drain ended
     logger log;
 
     // Sums one counter over all workers (for /metrics and /healthz).

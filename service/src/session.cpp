@@ -1,5 +1,6 @@
 #include "session.hpp"
 
+#include "async_route.hpp"
 #include "stream_route.hpp"
 
 #include <boost/asio/buffer.hpp>
@@ -47,6 +48,13 @@ awaitable<> session::run() {
                     co_await c_.refuse(std::move(*v.answer), &msg, start);
                 break;
             }
+        }
+
+        if (match.found() &&
+            (match.kind() == route_kind::async || match.kind() == route_kind::writer)) {
+            if (!co_await serve_coroutine_route(c_, msg, match, keep_alive_, start))
+                break;
+            continue;
         }
 
         const request req(msg, c_.peer, &match);

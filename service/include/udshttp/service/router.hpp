@@ -6,15 +6,22 @@
 /// route's handler, or 400 (a {param} with invalid percent-encoding), 404 (no route has the
 /// path), 405 with an Allow field (routes have the path, not the method), or 500 when the
 /// handler throws. HEAD is answered by GET routes.
+///
+/// A handler is one of three shapes, told apart by add() (see async.hpp): a plain function
+/// that answers at once, a coroutine that answers when it returns, or a coroutine that writes
+/// a response stream. A fourth kind, add_stream(), reads the request body as it arrives.
 
+#include <udshttp/service/async.hpp>
 #include <udshttp/service/request.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -41,7 +48,16 @@ struct route_view {
     http::verb method;        ///< its method
     std::string_view pattern; ///< "/hello/{name}"
     const route_doc& doc;     ///< empty summary if never described
-    bool stream;              ///< a stream route
+    bool stream;              ///< a stream route (add_stream())
+    bool writes_stream;       ///< a stream_writer route
+};
+
+/// What kind of handler a route has.
+enum class route_kind {
+    plain,       ///< void(const request&, response&)
+    async,       ///< awaitable<>(const request&, response&)
+    writer,      ///< awaitable<>(const request&, response_stream&)
+    body_stream, ///< a stream_handler (add_stream())
 };
 
 class route_match;
@@ -51,21 +67,43 @@ class route_match;
 /// Add routes before server::start(); after that the table is only read.
 class router {
 public:
-    /// Adds a route. Throws std::invalid_argument for a malformed pattern or a duplicate.
-    router& add(http::verb method, std::string_view pattern, handler h);
+    /// Adds a route whose handler `f` is a handler, an async_handler or a stream_writer (the
+    /// shape of its call decides). Throws std::invalid_argument for a malformed pattern, a
+    /// duplicate or an empty handler.
+    template <class F> router& add(http::verb method, std::string_view pattern, F&& f) {
+        if constexpr (std::is_invocable_r_v<awaitable<>, F&, const request&, response_stream&>)
+            return add_route(method, pattern, route_kind::writer, {}, {},
+                             stream_writer(std::forward<F>(f)), {});
+        else if constexpr (std::is_invocable_r_v<awaitable<>, F&, const request&, response&>)
+            return add_route(method, pattern, route_kind::async, {},
+                             async_handler(std::forward<F>(f)), {}, {});
+        else {
+            static_assert(std::is_invocable_v<F&, const request&, response&>,
+                          "a route handler is void(const request&, response&), "
+                          "awaitable<>(const request&, response&) or "
+                          "awaitable<>(const request&, response_stream&)");
+            return add_route(method, pattern, route_kind::plain, handler(std::forward<F>(f)), {},
+                             {}, {});
+        }
+    }
     /// Adds a stream route: its handler sees the body as it arrives (see stream_handler).
     router& add_stream(http::verb method, std::string_view pattern, stream_factory f);
     /// Describes the route added last, for GET /openapi.json:
     ///     r.get("/greet/{name}", greet).describe({.summary = "Greets NAME"});
     /// Throws std::logic_error if no route has been added.
     router& describe(route_doc doc);
+    /// Gives the stream_writer route added last a heartbeat: when it has written nothing for
+    /// `every`, the server sends one for it (see response_stream), so a quiet stream shows the
+    /// peer it is alive. Throws std::logic_error if the last route is not a stream_writer one,
+    /// std::invalid_argument if `every` is not positive.
+    router& heartbeat(std::chrono::milliseconds every);
     /// Shorthand for add(GET, ...).
-    router& get(std::string_view pattern, handler h) {
-        return add(http::verb::get, pattern, std::move(h));
+    template <class F> router& get(std::string_view pattern, F&& f) {
+        return add(http::verb::get, pattern, std::forward<F>(f));
     }
     /// Shorthand for add(POST, ...).
-    router& post(std::string_view pattern, handler h) {
-        return add(http::verb::post, pattern, std::move(h));
+    template <class F> router& post(std::string_view pattern, F&& f) {
+        return add(http::verb::post, pattern, std::forward<F>(f));
     }
 
     /// Finds the route for a request: `target` is its request target as sent ("/a/b?q",
@@ -79,13 +117,19 @@ public:
     };
     /// Answers `req`, resolved as `m` (req must have been made with m): the handler fills
     /// `res`, or the router fills it with 400, 404, 405 (with Allow), or 500 when the handler
-    /// throws. Never throws. A stream route is not dispatched here (see open_stream()): it is
-    /// answered 500.
+    /// throws. Never throws. Only a plain route's handler runs here; the other kinds (see
+    /// open_stream() and call()) are answered 500.
     outcome dispatch(const route_match& m, const request& req, response& res) const noexcept;
 
     /// The stream handler for a match of a stream route, or null if `m` is not one. Throws
     /// what the route's factory throws.
     std::unique_ptr<stream_handler> open_stream(const route_match& m) const;
+
+    /// The coroutine of an async route's handler for `req` (made with `m`), not started yet.
+    /// Throws std::logic_error if `m` is not an async route, and what the handler's call throws.
+    awaitable<> call(const route_match& m, const request& req, response& res) const;
+    /// The same for a stream_writer route.
+    awaitable<> call(const route_match& m, const request& req, response_stream& out) const;
 
     /// True if a route for exactly this method and pattern exists.
     bool contains(http::verb method, std::string_view pattern) const noexcept;
@@ -95,7 +139,8 @@ public:
     template <class Fn> void for_each(Fn&& fn) const {
         for (std::size_t i = 0; i < routes_.size(); ++i) {
             const auto& r = routes_[i];
-            fn(route_view{i, r.method, r.pattern, r.doc, static_cast<bool>(r.stream)});
+            fn(route_view{i, r.method, r.pattern, r.doc, r.kind == route_kind::body_stream,
+                          r.kind == route_kind::writer});
         }
     }
 
@@ -109,11 +154,16 @@ private:
         http::verb method;
         std::string pattern;
         std::vector<segment> segments;
-        handler fn;
-        stream_factory stream;
+        route_kind kind;
+        handler fn;            // plain
+        async_handler async;   // async
+        stream_writer writer;  // writer
+        stream_factory stream; // body_stream
+        std::chrono::milliseconds heartbeat{0};
         route_doc doc;
     };
-    router& add_route(http::verb method, std::string_view pattern, handler h, stream_factory f);
+    router& add_route(http::verb method, std::string_view pattern, route_kind kind, handler h,
+                      async_handler a, stream_writer w, stream_factory f);
 
     std::vector<route> routes_;
 };
@@ -124,8 +174,14 @@ class route_match {
 public:
     /// A route will answer (a plain or a stream route).
     bool found() const noexcept { return route_ != nullptr; }
-    /// The route found is a stream route.
-    bool streams() const noexcept { return route_ && route_->stream; }
+    /// The route found is a stream route (add_stream()).
+    bool streams() const noexcept { return route_ && route_->kind == route_kind::body_stream; }
+    /// The kind of the route found (plain when none is).
+    route_kind kind() const noexcept { return route_ ? route_->kind : route_kind::plain; }
+    /// The heartbeat of a stream_writer route (zero: none).
+    std::chrono::milliseconds heartbeat() const noexcept {
+        return route_ ? route_->heartbeat : std::chrono::milliseconds(0);
+    }
     /// The percent-decoded value of {name}; empty if the route has none.
     std::string_view param(std::string_view name) const noexcept;
     /// The route's position in the order added, for per-route counters; nullopt if none.

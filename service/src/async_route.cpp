@@ -1,0 +1,523 @@
+// Coroutine handlers and response streams: see async_route.hpp.
+
+#include "async_route.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/string.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <poll.h>
+
+#include <array>
+#include <charconv>
+#include <span>
+
+namespace udshttp::service::detail {
+namespace {
+
+// Waits until `t` is cancelled (the notify of a condition on one thread: the waiter checks
+// its condition, then waits, with no suspension in between) or `until` passes.
+awaitable<> wait_for(timer_type& t, clock::time_point until = clock::time_point::max()) {
+    t.expires_at(until);
+    co_await t.async_wait();
+}
+
+// What the handler's side of a call returns: awaitable on the handler's executor.
+template <class T = void> using handler_awaitable = service::awaitable<T>;
+
+[[noreturn]] void throw_ended() {
+    throw boost::system::system_error(asio::error::operation_aborted,
+                                      "udshttp: the response stream has ended");
+}
+
+} // namespace
+
+// One call of a coroutine handler: the handler runs as its own coroutine; this side watches
+// the peer meanwhile and cancels the handler when the peer goes away.
+class handler_call {
+public:
+    explicit handler_call(connection& conn) : c(conn), wake(conn.socket.get_executor()) {}
+    handler_call(const handler_call&) = delete;
+    handler_call& operator=(const handler_call&) = delete;
+
+    // Starts `make()`'s coroutine on the worker, cancellable through cancel(). A throw from
+    // make() itself counts as the handler's.
+    template <class Make> void spawn(Make&& make) {
+        try {
+            asio::co_spawn(
+                asio::any_io_executor(c.socket.get_executor()), make(),
+                asio::bind_cancellation_slot(cancel_.slot(), [this](std::exception_ptr e) {
+                    handler_done = true;
+                    thrown = std::move(e);
+                    wake.cancel();
+                }));
+        } catch (...) {
+            handler_done = true;
+            thrown = std::current_exception();
+        }
+    }
+
+    // Watches the peer until settle(): when it goes away, peer_gone is set, the handler is
+    // cancelled and `wake` notified.
+    void watch() {
+        if (stop_ || peer_gone)
+            return;
+        if (peer_went_away()) {
+            on_gone();
+            return;
+        }
+        // A wait, not a read: bytes of a pipelined request stay in the socket for the session.
+        // Asio waits are edge-triggered here, so the look above comes first.
+        watching_ = true;
+        c.socket.async_wait(asio::socket_base::wait_read,
+                            asio::bind_cancellation_slot(
+                                unwatch_.slot(), [this](const boost::system::error_code& ec) {
+                                    watching_ = false;
+                                    if (stop_)
+                                        wake.cancel();
+                                    else if (ec && c.slot.timed_out)
+                                        on_gone(); // the write-stall deadline cut it
+                                    else
+                                        watch();
+                                }));
+    }
+
+    // Terminal cancellation of what the handler awaits (once).
+    void cancel() {
+        if (cancelled_ || handler_done)
+            return;
+        cancelled_ = true;
+        cancel_.emit(asio::cancellation_type::terminal);
+    }
+    bool cancelled() const noexcept { return cancelled_; }
+
+    // Waits until the handler has returned, then stops watching.
+    awaitable<> settle() {
+        while (!handler_done)
+            co_await wait_for(wake);
+        stop_ = true;
+        unwatch_.emit(asio::cancellation_type::terminal);
+        while (watching_)
+            co_await wait_for(wake);
+    }
+
+    // The handler's throw as text for the log; empty if it did not throw.
+    std::string failure() const {
+        if (!thrown)
+            return {};
+        try {
+            std::rethrow_exception(thrown);
+        } catch (const std::exception& e) {
+            return e.what();
+        } catch (...) {
+            return "an exception that is not a std::exception";
+        }
+    }
+
+    connection& c;
+    timer_type wake; // notifies the connection's side (cancel() is the notify)
+    bool handler_done = false;
+    std::exception_ptr thrown;
+    bool peer_gone = false;
+
+private:
+    // Looks at the socket without reading. Gone: closed or reset. Over a Unix socket a peer
+    // that shut only its write side is still there (POLLRDHUP without POLLHUP) and gets its
+    // answer; TCP cannot tell that from a close (both are a FIN), so there it counts as gone.
+    bool peer_went_away() const noexcept {
+        pollfd p{c.socket.native_handle(), POLLIN | POLLRDHUP, 0};
+        if (::poll(&p, 1, 0) <= 0)
+            return false;
+        if (p.revents & (POLLHUP | POLLERR | POLLNVAL))
+            return true;
+        return (p.revents & POLLRDHUP) && c.peer.transport != "unix";
+    }
+    void on_gone() {
+        peer_gone = true;
+        cancel();
+        wake.cancel();
+    }
+
+    asio::cancellation_signal cancel_;
+    asio::cancellation_signal unwatch_;
+    bool watching_ = false;
+    bool stop_ = false;
+    bool cancelled_ = false;
+};
+
+namespace {
+
+// What an access-log line and /metrics say of a request whose peer left before its answer
+// (nginx's 499: client closed request).
+constexpr unsigned peer_left_status = 499;
+
+void log_failure(connection& c, const request_head& msg, std::string_view what,
+                 const std::string& failure) {
+    c.state.log.log(log_level::error, std::string(what) + " for " + quote(msg.method_string()) +
+                                          " " + quote(msg.target()) + " threw: " + failure);
+}
+
+awaitable<bool> serve_async(connection& c, const request_head& msg, const route_match& match,
+                            bool keep_alive, clock::time_point start) {
+    const request req(msg, c.peer, &match);
+    response res{http::status::ok, msg.version()};
+    handler_call call(c);
+    c.slot.disarm(); // the handler may wait as long as it likes; the watch sees a disconnect
+    call.spawn([&] { return c.state.routes.call(match, req, res); });
+    call.watch();
+    co_await call.settle();
+    if (call.peer_gone) {
+        c.record(&msg, peer_left_status, match.index(), msg.body().size(), 0, start);
+        co_return false;
+    }
+    auto route = match.index();
+    if (call.thrown) {
+        log_failure(c, msg, "handler", call.failure());
+        res = response{http::status::ok, msg.version()};
+        set_error(res, errc::internal_error);
+        route.reset();
+    }
+    keep_alive = keep_alive && !c.draining();
+    c.slot.arm(c.opt.idle_timeout);
+    co_return co_await c.answer(res, &msg, keep_alive, route, msg.body().size(), start) &&
+        keep_alive;
+}
+
+} // namespace
+
+// A stream_writer route's call. The handler's side (response_stream) queues body bytes; the
+// connection's side (run()) frames and writes them, sends heartbeats, and ends the stream.
+class stream_call final : public drain_listener {
+public:
+    // The most body bytes waiting in the server per stream; a write beyond it suspends.
+    static constexpr std::size_t queue_cap = 64 * 1024;
+
+    stream_call(connection& conn, const request_head& m, const route_match& match, bool keep_alive)
+        : c(conn), msg(m), req(m, conn.peer, &match), res(http::status::ok, m.version()),
+          call(conn), heartbeat_(match.heartbeat()), keep_alive_(keep_alive),
+          room_(conn.socket.get_executor()) {
+        c.slot.on_drain = this;
+    }
+    ~stream_call() { c.slot.on_drain = nullptr; }
+    stream_call(const stream_call&) = delete;
+    stream_call& operator=(const stream_call&) = delete;
+
+    // The connection's side: runs the handler and writes its stream. Returns whether the
+    // connection may carry another request.
+    awaitable<bool> run(const route_match& match, clock::time_point start);
+
+    // The handler's side.
+    handler_awaitable<> put(std::string_view bytes);
+    handler_awaitable<> flush();
+    void set_type_if_unset(std::string_view type) {
+        if (!head_sent_ && res[http::field::content_type].empty())
+            res.set(http::field::content_type, type);
+    }
+    bool ended() const noexcept { return ended_; }
+
+    void drain() noexcept override {
+        draining_ = true;
+        call.wake.cancel();
+    }
+
+    connection& c;
+    const request_head& msg;
+    const request req;
+    response res;
+
+private:
+    enum class format { raw, ndjson, sse };
+    format current_format() const {
+        const std::string_view type = res[http::field::content_type];
+        const auto is = [&](std::string_view t) {
+            return type.size() >= t.size() && boost::beast::iequals(type.substr(0, t.size()), t);
+        };
+        if (is("text/event-stream"))
+            return format::sse;
+        if (is("application/x-ndjson") || is("application/jsonl"))
+            return format::ndjson;
+        return format::raw;
+    }
+    // Ends the stream for the handler: its writes throw from now on and what it awaits is
+    // cancelled.
+    void end_for_handler() {
+        ended_ = true;
+        call.cancel();
+        room_.cancel();
+    }
+    handler_awaitable<> wait_room() {
+        room_.expires_at(clock::time_point::max());
+        co_await room_.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+    // Writes the head if not sent yet and what the queue holds (as one chunk), and the last
+    // chunk if `last`. False: the peer went away or stalled past the idle timeout.
+    awaitable<bool> send(bool last);
+
+    handler_call call;
+    const std::chrono::milliseconds heartbeat_;
+    bool keep_alive_;
+    timer_type room_; // notifies the handler's side: room in the queue, or the stream ended
+    std::string queue_;
+    std::string out_;
+    std::string head_;
+    std::uint64_t queued_ = 0; // body bytes the handler has written
+    std::uint64_t taken_ = 0;  // of those, handed to the socket
+    std::size_t sent_ = 0;     // bytes written, framing and head included
+    bool head_wanted_ = false; // flush() asked for the head
+    bool head_sent_ = false;
+    bool chunked_ = false;
+    bool no_body_ = false; // HEAD, 1xx, 204 or 304: a head and nothing else
+    bool ended_ = false;
+    bool draining_ = false;
+    bool drained_ = false; // the drain ended it
+};
+
+handler_awaitable<> stream_call::put(std::string_view bytes) {
+    while (!bytes.empty()) {
+        if (ended_)
+            throw_ended();
+        if (queue_.size() >= queue_cap) {
+            co_await wait_room();
+            continue;
+        }
+        const auto n = std::min(queue_cap - queue_.size(), bytes.size());
+        queue_.append(bytes.substr(0, n));
+        bytes.remove_prefix(n);
+        queued_ += n;
+        call.wake.cancel();
+    }
+}
+
+handler_awaitable<> stream_call::flush() {
+    head_wanted_ = true;
+    call.wake.cancel();
+    const auto target = queued_;
+    while ((taken_ < target || !head_sent_) && !ended_)
+        co_await wait_room();
+    if (taken_ < target || !head_sent_)
+        throw_ended();
+}
+
+awaitable<bool> stream_call::send(bool last) {
+    std::array<asio::const_buffer, 5> parts;
+    std::size_t n = 0;
+    if (!head_sent_) {
+        // The stream owns the framing: what the handler set about it goes.
+        res.erase(http::field::content_length);
+        res.erase(http::field::transfer_encoding);
+        res.erase(http::field::connection);
+        const auto status = res.result_int();
+        no_body_ =
+            msg.method() == http::verb::head || status < 200 || status == 204 || status == 304;
+        const bool framed = !(status < 200 || status == 204 || status == 304);
+        chunked_ = framed && msg.version() >= 11;
+        // HTTP/1.0 has no chunks: the close ends the body.
+        keep_alive_ = keep_alive_ && (chunked_ || !framed) && !c.draining();
+        format_head(res, std::nullopt, keep_alive_, c.w.date.get(), head_, chunked_);
+        parts[n++] = asio::buffer(head_);
+        head_sent_ = true;
+    }
+    out_.swap(queue_);
+    queue_.clear();
+    taken_ += out_.size();
+    if (no_body_)
+        out_.clear();
+    char size_line[20];
+    if (!out_.empty()) {
+        if (chunked_) {
+            auto* end = std::to_chars(size_line, size_line + 16, out_.size(), 16).ptr;
+            *end++ = '\r';
+            *end++ = '\n';
+            parts[n++] = asio::buffer(size_line, static_cast<std::size_t>(end - size_line));
+            parts[n++] = asio::buffer(out_);
+            parts[n++] = asio::buffer("\r\n", 2);
+        } else {
+            parts[n++] = asio::buffer(out_);
+        }
+    }
+    if (last && chunked_ && !no_body_)
+        parts[n++] = asio::buffer("0\r\n\r\n", 5);
+    room_.cancel(); // the queue has room again
+    if (n == 0)
+        co_return true;
+    c.slot.arm(c.opt.idle_timeout); // the write-stall deadline
+    auto [ec, written] = co_await asio::async_write(c.socket, std::span(parts.data(), n));
+    c.slot.disarm();
+    sent_ += written;
+    c.w.stats.bytes_sent.add(written);
+    co_return !ec && !c.slot.timed_out;
+}
+
+awaitable<bool> stream_call::run(const route_match& match, clock::time_point start) {
+    c.slot.disarm(); // between writes no deadline: the heartbeat and the watch do that work
+    response_stream stream(*this);
+    call.spawn([&] { return c.state.routes.call(match, req, stream); });
+    call.watch();
+    bool cut = false;
+    auto last_write = clock::now();
+    for (;;) {
+        if (call.peer_gone)
+            break;
+        if (draining_ && !ended_) {
+            drained_ = true;
+            end_for_handler();
+        }
+        if (!queue_.empty() || (head_wanted_ && !head_sent_)) {
+            if (!co_await send(false)) {
+                cut = true;
+                break;
+            }
+            last_write = clock::now();
+            if (no_body_ && !ended_)
+                end_for_handler(); // the head was all there is to send
+            continue;
+        }
+        if (call.handler_done)
+            break;
+        const auto f = current_format();
+        const auto due = heartbeat_.count() > 0 && f != format::raw ? last_write + heartbeat_
+                                                                    : clock::time_point::max();
+        if (due <= clock::now()) {
+            const std::string_view beat = f == format::sse ? ":\n\n" : "\n";
+            queue_ += beat;
+            queued_ += beat.size(); // so that flush() counts it as taken
+            continue;
+        }
+        co_await wait_for(call.wake, due);
+    }
+    if (!call.handler_done)
+        end_for_handler(); // the peer left or stalled: the handler stops too
+    co_await call.settle();
+    room_.cancel();
+    const auto route = match.index();
+    const auto status = head_sent_ ? res.result_int() : peer_left_status;
+    if (call.peer_gone || cut) {
+        c.record(&msg, status, route, msg.body().size(), sent_, start);
+        co_return false;
+    }
+    if (call.thrown && !ended_) {
+        log_failure(c, msg, "stream handler", call.failure());
+        if (!head_sent_) {
+            co_await c.fail(msg, msg.body().size(), start);
+            co_return false;
+        }
+        // Too late for a status: the stream ends without its last chunk, so the peer sees
+        // that it was cut.
+        c.record(&msg, status, route, msg.body().size(), sent_, start);
+        co_return false;
+    }
+    if (drained_) {
+        queue_.clear(); // the handler's unsent bytes go; the last words do not
+        switch (current_format()) {
+        case format::sse:
+            queue_ = "event: shutdown\ndata: the server is shutting down\n\n";
+            break;
+        case format::ndjson:
+            queue_ = "{\"type\":\"shutdown\"}\n";
+            break;
+        case format::raw:
+            break;
+        }
+        c.state.streams_drained.fetch_add(1, std::memory_order_relaxed);
+    }
+    const bool ok = co_await send(true);
+    c.record(&msg, res.result_int(), route, msg.body().size(), sent_, start);
+    co_return ok&& keep_alive_ && !c.draining();
+}
+
+awaitable<bool> serve_coroutine_route(connection& c, const request_head& msg,
+                                      const route_match& match, bool keep_alive,
+                                      clock::time_point start) {
+    if (match.kind() == route_kind::async)
+        co_return co_await serve_async(c, msg, match, keep_alive, start);
+    stream_call call(c, msg, match, keep_alive);
+    co_return co_await call.run(match, start);
+}
+
+} // namespace udshttp::service::detail
+
+namespace udshttp::service {
+
+response& response_stream::head() noexcept {
+    return call_.res;
+}
+
+awaitable<> response_stream::write(std::string_view bytes) {
+    return call_.put(bytes);
+}
+
+awaitable<> response_stream::write_json(const nlohmann::json& value) {
+    call_.set_type_if_unset("application/x-ndjson");
+    std::string line = value.dump();
+    line += '\n';
+    co_await call_.put(line);
+}
+
+namespace {
+
+// "name: value\n" for each line of `value` (split at CRLF, LF or CR, as SSE parsers split).
+void sse_lines(std::string& out, std::string_view name, std::string_view value) {
+    for (;;) {
+        const auto eol = value.find_first_of("\r\n");
+        out.append(name);
+        out.append(": ");
+        out.append(value.substr(0, eol));
+        out += '\n';
+        if (eol == std::string_view::npos)
+            return;
+        value.remove_prefix(eol + (value.compare(eol, 2, "\r\n") == 0 ? 2 : 1));
+    }
+}
+
+void check_one_line(std::string_view what, std::string_view value) {
+    if (value.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos)
+        throw std::invalid_argument("an SSE " + std::string(what) + " cannot hold CR, LF or NUL");
+}
+
+} // namespace
+
+awaitable<> response_stream::write_event(const sse_event& e) {
+    check_one_line("event name", e.event);
+    check_one_line("id", e.id);
+    call_.set_type_if_unset("text/event-stream");
+    std::string text;
+    text.reserve(e.data.size() + e.event.size() + e.id.size() + 32);
+    if (!e.event.empty())
+        sse_lines(text, "event", e.event);
+    if (!e.id.empty())
+        sse_lines(text, "id", e.id);
+    if (e.retry)
+        text += "retry: " + std::to_string(e.retry->count()) + "\n";
+    sse_lines(text, "data", e.data);
+    text += '\n';
+    co_await call_.put(text);
+}
+
+awaitable<> response_stream::write_comment(std::string_view text) {
+    call_.set_type_if_unset("text/event-stream");
+    std::string out;
+    sse_lines(out, "", text); // ": text" per line
+    out += '\n';
+    co_await call_.put(out);
+}
+
+awaitable<> response_stream::flush() {
+    return call_.flush();
+}
+
+std::string_view response_stream::last_event_id() const noexcept {
+    return call_.msg["Last-Event-ID"];
+}
+
+bool response_stream::ended() const noexcept {
+    return call_.ended();
+}
+
+} // namespace udshttp::service
