@@ -89,7 +89,7 @@ TEST_SUITE("e2e") {
              it != std::sregex_iterator(); ++it)
             if ((*it)[1] != "--help" && (*it)[1] != "--version")
                 options.push_back((*it)[1]);
-        CHECK(options.size() == 16);
+        CHECK(options.size() == 22);
         for (const auto& option : options) {
             std::string var = "UDSHTTP_";
             for (char c : option.substr(2))
@@ -318,10 +318,11 @@ TEST_SUITE("e2e") {
         daemon_fixture d;
         auto r = run({udshttp_path(), "routes", d.unix_url("/")}, d.dir);
         CHECK(r.code == 0);
-        CHECK(r.out.find("GET     /hello/{name}  Greets NAME\n") != std::string::npos);
-        CHECK(r.out.find("POST    /echo          Echoes the body\n") != std::string::npos);
-        CHECK(r.out.find("GET     /openapi.json  This API") != std::string::npos);
-        CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 10);
+        CHECK(r.out.find("GET     /hello/{name}   Greets NAME\n") != std::string::npos);
+        CHECK(r.out.find("POST    /echo           Echoes the body\n") != std::string::npos);
+        CHECK(r.out.find("GET     /openapi.json   This API") != std::string::npos);
+        CHECK(r.out.find("POST    /topics/{name}  Publishes to a topic\n") != std::string::npos);
+        CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 13);
         auto none = run({udshttp_path(), "routes", "http+unix://%2Fno%2Fsuch.sock/"}, d.dir);
         CHECK(none.code == 7);
         CHECK(none.err.find("no such socket file") != std::string::npos);

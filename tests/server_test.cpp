@@ -398,6 +398,9 @@ TEST_SUITE("service") {
                                              "get /healthz",
                                              "get /metrics",
                                              "get /openapi.json",
+                                             "post /topics/{name}",
+                                             "get /topics/{name}",
+                                             "get /events",
                                              "get /items/{id}/parts/{part}",
                                              "delete /items/{id}"};
         CHECK(seen == expected);

@@ -413,7 +413,14 @@ awaitable<bool> stream_call::run(const route_match& match, clock::time_point sta
         c.record(&msg, status, route, msg.body().size(), sent_, start);
         co_return false;
     }
-    if (drained_) {
+    if (drained_ && !head_sent_ && current_format() == format::raw) {
+        // A stream that had not begun (a long-poll still waiting) and has no last words of
+        // its own format: a plain 503, so the client knows to come back.
+        res = response{http::status::ok, msg.version()};
+        set_error(res, errc::service_unavailable, "the server is shutting down");
+        queue_ = std::move(res.body());
+        c.state.streams_drained.fetch_add(1, std::memory_order_relaxed);
+    } else if (drained_) {
         queue_.clear(); // the handler's unsent bytes go; the last words do not
         switch (current_format()) {
         case format::sse:

@@ -157,14 +157,19 @@ void connection::record(const request_head* head, unsigned status, std::optional
     w.stats.count_response(route, status);
     w.stats.count_latency(took);
     w.stats.bytes_sent.add(bytes_out);
-    if (state.log.access_enabled())
-        state.log.access({.peer = peer,
+    const bool to_events = state.hub && state.hub->events_wanted();
+    if (!state.log.access_enabled() && !to_events)
+        return;
+    const access_record r{.peer = peer,
                           .method = head ? std::string_view(head->method_string()) : "-",
                           .target = head ? std::string_view(head->target()) : "-",
                           .status = status,
                           .bytes_in = bytes_in,
                           .bytes_out = bytes_out,
-                          .duration = took});
+                          .duration = took};
+    state.log.access(r);
+    if (to_events) // GET /events: the same line, live
+        (void)state.hub->publish(topic_hub::events_topic, "application/json", access_json(r));
 }
 
 awaitable<> connection::refuse(refusal r, const request_head* head, clock::time_point start,

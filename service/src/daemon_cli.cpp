@@ -83,14 +83,28 @@ struct env_option {
     bool boolean = false;
 };
 constexpr env_option env_options[] = {
-    {"--listen", true},    {"--threads"},
-    {"--socket-mode"},     {"--socket-owner"},
-    {"--socket-group"},    {"--max-header-bytes"},
-    {"--max-body-bytes"},  {"--header-timeout"},
-    {"--idle-timeout"},    {"--max-connections"},
-    {"--drain-timeout"},   {"--allow-uid", true},
-    {"--allow-gid", true}, {"--allow-remote", false, true},
-    {"--access-log"},      {"--log-level"},
+    {"--listen", true},
+    {"--threads"},
+    {"--socket-mode"},
+    {"--socket-owner"},
+    {"--socket-group"},
+    {"--max-header-bytes"},
+    {"--max-body-bytes"},
+    {"--header-timeout"},
+    {"--idle-timeout"},
+    {"--max-connections"},
+    {"--drain-timeout"},
+    {"--allow-uid", true},
+    {"--allow-gid", true},
+    {"--allow-remote", false, true},
+    {"--access-log"},
+    {"--log-level"},
+    {"--topics"},
+    {"--topic-subscribers"},
+    {"--topic-message-bytes"},
+    {"--topic-replay"},
+    {"--topic-queue-bytes"},
+    {"--heartbeat"},
 };
 
 std::string env_name(std::string_view flag) {
@@ -298,6 +312,22 @@ boost::system::result<command, usage_error> parse_daemon_args(std::span<const st
             count(o.max_connections, 10'000'000);
             if (!bad && o.max_connections == 0)
                 return usage_error{name + ": must be at least 1"};
+        } else if (flag == "--topics") {
+            count(o.hub.topics, 1'000'000);
+        } else if (flag == "--topic-subscribers") {
+            count(o.hub.subscribers, 10'000'000);
+        } else if (flag == "--topic-message-bytes") {
+            assign(o.hub.message_bytes, proto::parse_size(value));
+        } else if (flag == "--topic-replay") {
+            count(o.hub.replay, 1'000'000);
+        } else if (flag == "--topic-queue-bytes") {
+            assign(o.hub.queue_bytes, proto::parse_size(value));
+            if (!bad && o.hub.queue_bytes == 0)
+                return usage_error{name + ": must be more than 0"};
+        } else if (flag == "--heartbeat") {
+            assign(o.hub.heartbeat, proto::parse_duration(value));
+            if (!bad && o.hub.heartbeat.count() == 0)
+                return usage_error{name + ": must be more than 0"};
         } else {
             return usage_error{"unknown option '" + args[i].text + "'"};
         }
@@ -318,7 +348,7 @@ boost::system::result<command, usage_error> parse_daemon_args(std::span<const st
 std::string_view help_text() noexcept {
     return R"(Usage: udshttpd [OPTIONS]
 
-Serve HTTP/1.1 on Unix sockets and TCP: hello, echo, healthz and metrics.
+Serve HTTP/1.1 on Unix sockets and TCP: hello, echo, healthz, metrics and a topic hub.
 
 Endpoints (--listen, repeatable; default ./udshttp.sock):
   unix:/run/app.sock  /run/app.sock  ./app.sock   Unix socket file
@@ -344,6 +374,14 @@ Options:
       --allow-remote           allow TCP on non-loopback addresses (refused without it)
       --access-log FILE|-      one JSON line per request to FILE, or - for stderr (off)
       --log-level LEVEL        debug, info, warn, error or off (default info)
+      --topics N               topics the hub holds at once, beyond it 503 (default 256)
+      --topic-subscribers N    subscribers at once over all topics (default 1024)
+      --topic-message-bytes SIZE  largest message, else 413 (default 256KiB)
+      --topic-replay N         messages each topic keeps for late subscribers (default 64;
+                               at most 1MiB of them)
+      --topic-queue-bytes SIZE bytes waiting for one subscriber; beyond it the subscriber
+                               gets one error event and is closed (default 1MiB)
+      --heartbeat DUR          heartbeat of a quiet /topics or /events stream (default 15s)
   -h, --help                   this text
   -V, --version                print the version
 
@@ -357,8 +395,8 @@ UDSHTTP_ALLOW_REMOTE=1. Repeatable options take a comma-separated list there
 (UDSHTTP_LISTEN=/run/a.sock,tcp://127.0.0.1:8080). An option on the command line wins over
 its variable.
 SIGTERM or SIGINT: stop accepting, close idle connections, let requests in flight finish
-(answered with Connection: close) for up to --drain-timeout, remove the socket files this
-process created, exit 0. With --allow-uid/--allow-gid set, TCP peers get 403 (no identity).
+(answered with Connection: close; open streams end with a shutdown event) for up to
+--drain-timeout, remove the socket files this process created, exit 0. With --allow-uid/--allow-gid set, TCP peers get 403 (no identity).
 SIGHUP: reopen the --access-log file (for logrotate) and keep serving.
 An abstract socket (@name) has no file and so no permissions: any local user can connect.
 Restrict it with --allow-uid/--allow-gid; --socket-mode/-owner/-group are refused for it.
@@ -372,6 +410,11 @@ Routes:
   GET  /healthz                   JSON status
   GET  /metrics                   Prometheus text format
   GET  /openapi.json              OpenAPI 3.1 document of these routes ("udshttp routes URL")
+  POST /topics/{name}             publish the body to a topic; answers {"topic","id"}
+  GET  /topics/{name}             subscribe: SSE (Accept: text/event-stream) or NDJSON
+                                  (Accept: application/x-ndjson), from Last-Event-ID or
+                                  ?after=ID; else long-poll ?after=ID&timeout=30s (JSON)
+  GET  /events                    every request answered, live (NDJSON, or SSE)
 
 Exit status: 0 after a clean stop, 1 if an endpoint cannot be served, 2 on a usage error.
 

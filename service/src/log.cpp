@@ -251,9 +251,7 @@ void logger::peer_log(log_level level, std::string_view message) {
     push(false, std::move(line));
 }
 
-void logger::access(const access_record& r) {
-    if (!access_on_)
-        return;
+std::string access_json(const access_record& r) {
     nlohmann::ordered_json j;
     j["time"] = timestamp();
     j["transport"] = r.peer.transport;
@@ -275,7 +273,13 @@ void logger::access(const access_record& r) {
     j["bytes_out"] = r.bytes_out;
     j["duration_ms"] = std::chrono::duration<double, std::milli>(r.duration).count();
     // A target is bytes from the wire: replace invalid UTF-8 instead of throwing.
-    push(true, j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+void logger::access(const access_record& r) {
+    if (!access_on_)
+        return;
+    push(true, access_json(r));
 }
 
 } // namespace detail

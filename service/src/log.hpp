@@ -41,6 +41,10 @@ struct access_record {
 // The most a log line quotes from a request (a target, a method), in bytes.
 constexpr std::size_t quote_bytes = proto::default_quote_bytes;
 using proto::quote;
+// One access-log line (without its newline): JSON with the time, the peer, the method, the
+// target (cut at access_target_bytes), the status, the bytes and the duration.
+std::string access_json(const access_record& r);
+
 // The most of a request target an access-log line carries.
 constexpr std::size_t access_target_bytes = 2048;
 // Lines waiting for the writer, per destination, in bytes.

@@ -110,6 +110,23 @@ std::string metrics_text(const server_state& s) {
     metric(out, "udshttp_log_lines_suppressed_total", "counter",
            "Diagnostics a peer caused beyond the budget of 20 lines a second.");
     out << "udshttp_log_lines_suppressed_total " << s.log.suppressed() << '\n';
+    if (s.hub) {
+        // Topic names are 1 to 64 of [A-Za-z0-9._-] ("$events" is /events): safe as labels.
+        const auto topics = s.hub->stats();
+        metric(out, "udshttp_topic_messages_total", "counter", "Messages published, by topic.");
+        for (const auto& t : topics)
+            out << "udshttp_topic_messages_total{topic=\"" << t.name << "\"} " << t.published
+                << '\n';
+        metric(out, "udshttp_topic_subscribers", "gauge", "Subscribers now, by topic.");
+        for (const auto& t : topics)
+            out << "udshttp_topic_subscribers{topic=\"" << t.name << "\"} " << t.subscribers
+                << '\n';
+        metric(out, "udshttp_topic_subscribers_cut_total", "counter",
+               "Subscribers cut for falling behind (their queue overflowed), by topic.");
+        for (const auto& t : topics)
+            out << "udshttp_topic_subscribers_cut_total{topic=\"" << t.name << "\"} " << t.cut
+                << '\n';
+    }
     metric(out, "udshttp_uptime_seconds", "gauge", "Seconds since the server started.");
     out << "udshttp_uptime_seconds " << uptime_seconds(s) << '\n';
     metric(out, "udshttp_info", "gauge", "Version of the server.");

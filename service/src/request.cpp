@@ -1,5 +1,10 @@
+#include <udshttp/proto/units.hpp>
+#include <udshttp/proto/url.hpp>
+#include <udshttp/service/async.hpp>
 #include <udshttp/service/request.hpp>
 #include <udshttp/service/router.hpp>
+
+#include <algorithm>
 
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/field.hpp>
@@ -31,16 +36,42 @@ std::string_view request::param(std::string_view name) const noexcept {
     return match_ ? match_->param(name) : std::string_view();
 }
 
-bool request::wants_json() const noexcept {
+bool request::accepts(std::string_view type) const noexcept {
     const std::string_view accept = message_[http::field::accept];
     // Case-insensitive search for the media type; parameters (;q=) do not matter here.
-    constexpr std::string_view json = "application/json";
-    if (accept.size() < json.size())
+    if (type.empty() || accept.size() < type.size())
         return false;
-    for (std::size_t i = 0; i + json.size() <= accept.size(); ++i)
-        if (boost::beast::iequals(accept.substr(i, json.size()), json))
+    for (std::size_t i = 0; i + type.size() <= accept.size(); ++i)
+        if (boost::beast::iequals(accept.substr(i, type.size()), type))
             return true;
     return false;
+}
+
+std::optional<std::string> request::query_param(std::string_view name) const {
+    std::string_view q = target_.query;
+    while (!q.empty()) {
+        const auto amp = q.find('&');
+        const auto pair = q.substr(0, amp);
+        const auto eq = pair.find('=');
+        if (pair.substr(0, eq) == name)
+            return proto::percent_decode(eq == std::string_view::npos ? std::string_view()
+                                                                      : pair.substr(eq + 1));
+        if (amp == std::string_view::npos)
+            break;
+        q.remove_prefix(amp + 1);
+    }
+    return std::nullopt;
+}
+
+std::optional<std::chrono::milliseconds> poll_timeout(const request& req,
+                                                      std::chrono::milliseconds max) {
+    const auto text = req.query_param("timeout");
+    if (!text)
+        return std::chrono::milliseconds(0);
+    const auto d = proto::parse_duration(*text);
+    if (!d)
+        return std::nullopt;
+    return std::min(*d, max);
 }
 
 void set_text(response& res, std::string text) {

@@ -4,6 +4,7 @@
 // read-only afterwards, except the atomics.
 
 #include "log.hpp"
+#include "topic_hub.hpp"
 #include "worker.hpp"
 
 #include <udshttp/service/server.hpp>
@@ -23,6 +24,7 @@ struct server_state {
     clock::time_point started = clock::now();
     std::atomic<bool> stopping{false};
     std::atomic<std::size_t> streams_drained{0}; // response streams the drain ended
+    std::unique_ptr<topic_hub> hub;              // with the built-in routes
     logger log;
 
     // Sums one counter over all workers (for /metrics and /healthz).
@@ -34,7 +36,9 @@ struct server_state {
     }
 };
 
-// Registers hello, echo, healthz and metrics on state.routes.
+// Registers hello, echo, healthz, metrics, the topic hub and openapi on state.routes.
 void add_builtin_routes(server_state& state);
+// Creates state.hub and registers /topics/{name} and /events (hub_routes.cpp).
+void add_hub_routes(server_state& state);
 
 } // namespace udshttp::service::detail

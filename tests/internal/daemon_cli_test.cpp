@@ -121,3 +121,21 @@ TEST_SUITE("internal") {
     }
 
 } // TEST_SUITE
+
+TEST_SUITE("internal") {
+    TEST_CASE("daemon args: the topic hub's limits - from flags and the environment") {
+        const auto c = parse({"--topics", "3", "--topic-subscribers", "7", "--topic-message-bytes",
+                              "4KiB", "--topic-replay", "9", "--heartbeat", "500ms"},
+                             {{{"UDSHTTP_TOPIC_QUEUE_BYTES", "2MiB"}}});
+        CHECK(c.options.hub.topics == 3);
+        CHECK(c.options.hub.subscribers == 7);
+        CHECK(c.options.hub.message_bytes == 4096);
+        CHECK(c.options.hub.replay == 9);
+        CHECK(c.options.hub.queue_bytes == 2u << 20);
+        CHECK(c.options.hub.heartbeat == 500ms);
+        CHECK(c.warnings.empty());
+        CHECK(error_of({"--heartbeat", "0"}) == "--heartbeat: must be more than 0");
+        CHECK(error_of({"--topic-queue-bytes", "0"}) == "--topic-queue-bytes: must be more than 0");
+        CHECK(error_of({"--topics", "lots"}).starts_with("--topics: 'lots' is not a number"));
+    }
+}

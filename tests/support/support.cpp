@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -291,6 +292,50 @@ std::string roundtrip(const proto::endpoint& where, const std::string& bytes) {
     REQUIRE(s.connected());
     REQUIRE(s.send(bytes));
     return s.read_all();
+}
+
+bool read_until(raw_socket& s, std::string& got, std::string_view text,
+                std::chrono::milliseconds limit) {
+    const auto until = std::chrono::steady_clock::now() + limit;
+    while (got.find(text) == std::string::npos) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            until - std::chrono::steady_clock::now());
+        if (left <= 0ms)
+            return false;
+        pollfd p{s.fd(), POLLIN, 0};
+        if (::poll(&p, 1, static_cast<int>(left.count())) <= 0)
+            return false;
+        char buf[65536];
+        const auto n = ::recv(s.fd(), buf, sizeof buf, 0);
+        if (n <= 0)
+            return got.find(text) != std::string::npos;
+        got.append(buf, static_cast<std::size_t>(n));
+    }
+    return true;
+}
+
+std::string dechunk(const std::string& raw, bool* complete) {
+    std::string body;
+    auto pos = raw.find("\r\n\r\n");
+    if (complete)
+        *complete = false;
+    if (pos == std::string::npos)
+        return body;
+    pos += 4;
+    while (pos < raw.size()) {
+        const auto eol = raw.find("\r\n", pos);
+        if (eol == std::string::npos)
+            break;
+        const auto size = std::stoul(raw.substr(pos, eol - pos), nullptr, 16);
+        if (size == 0) {
+            if (complete)
+                *complete = raw.compare(eol, 4, "\r\n\r\n") == 0;
+            break;
+        }
+        body += raw.substr(eol + 2, size);
+        pos = eol + 2 + size + 2;
+    }
+    return body;
 }
 
 std::size_t count_responses(const std::string& raw) {

@@ -124,6 +124,13 @@ std::string roundtrip(const proto::endpoint& where, const std::string& bytes);
 // backlog < 0, which leaves a stale socket file once closed). Returns the descriptor.
 int bind_unix_socket(const std::string& path, int backlog);
 
+// Reads from `s` into `got` until `text` has arrived (true), `limit` passes or the peer closes.
+bool read_until(raw_socket& s, std::string& got, std::string_view text,
+                std::chrono::milliseconds limit = 5s);
+// The body of a chunked response in `raw` (after its head) without the chunk framing;
+// `complete` says whether the last chunk arrived.
+std::string dechunk(const std::string& raw, bool* complete = nullptr);
+
 // Counts the complete responses (head plus Content-Length body) in a raw byte stream;
 // interim 100 Continue answers do not count.
 std::size_t count_responses(const std::string& raw);

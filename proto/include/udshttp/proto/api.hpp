@@ -26,6 +26,8 @@ inline constexpr std::string_view echo = "/echo";
 inline constexpr std::string_view healthz = "/healthz";
 inline constexpr std::string_view metrics = "/metrics";
 inline constexpr std::string_view openapi = "/openapi.json";
+inline constexpr std::string_view topic = "/topics/{name}";
+inline constexpr std::string_view events = "/events";
 } // namespace paths
 
 /// The name hello uses when none is given.

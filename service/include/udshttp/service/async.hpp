@@ -99,4 +99,10 @@ private:
 /// without its last chunk, so the peer sees it was cut.
 using stream_writer = std::function<awaitable<>(const request&, response_stream&)>;
 
+/// The `timeout` query parameter of a long-poll request ("30s", "500ms", a bare number of
+/// seconds), capped at `max`; zero when the request has none; nullopt when it is malformed
+/// (answer 400). At the deadline a long-poll answers an empty result, not an error.
+std::optional<std::chrono::milliseconds> poll_timeout(const request& req,
+                                                      std::chrono::milliseconds max);
+
 } // namespace udshttp::service

@@ -64,8 +64,14 @@ public:
 
     /// The percent-decoded value of path parameter {name}; empty if the route has none.
     std::string_view param(std::string_view name) const noexcept;
+    /// True when the Accept field names `media_type` ("text/event-stream"; compared without
+    /// regard to case; parameters such as q= are not weighed).
+    bool accepts(std::string_view media_type) const noexcept;
     /// True when the Accept field asks for application/json.
-    bool wants_json() const noexcept;
+    bool wants_json() const noexcept { return accepts("application/json"); }
+    /// The percent-decoded value of query parameter `name` (its first occurrence; "" for a
+    /// bare "name"), or nullopt if the query has none or its encoding is invalid.
+    std::optional<std::string> query_param(std::string_view name) const;
 
 private:
     const message_type& message_;

@@ -62,6 +62,23 @@ private:
     std::string text_;
 };
 
+/// Limits of udshttpd's built-in topic hub (POST and GET /topics/{name}, GET /events),
+/// served with server_options::builtin_routes. What the hub can hold is bounded by them:
+/// topics x replay_bytes for the replay buffers, and queue_bytes per subscriber.
+struct hub_limits {
+    std::size_t topics = 256;               ///< topics at once
+    std::size_t subscribers = 1024;         ///< subscribers at once, over all topics
+    std::size_t message_bytes = 256 * 1024; ///< the largest message, else 413
+    std::size_t replay = 64;                ///< messages a topic keeps for late subscribers...
+    std::size_t replay_bytes = 1 << 20;     ///< ...and at most this many bytes of them
+    /// Bytes waiting for one subscriber; beyond it the subscriber is cut as too slow.
+    std::size_t queue_bytes = 1 << 20;
+    /// The heartbeat of a quiet subscription stream.
+    std::chrono::milliseconds heartbeat{15'000};
+    /// The longest long-poll (?timeout=) a subscriber may ask for.
+    std::chrono::milliseconds max_poll{60'000};
+};
+
 /// Server configuration, a plain aggregate: server_options{.threads = 2}.
 struct server_options {
     /// Where to listen. Empty means ./udshttp.sock.
@@ -104,6 +121,8 @@ struct server_options {
     /// /openapi.json (udshttpd does). Off for an embedding program, whose API is its own; a
     /// route it adds for the same method and pattern wins over a built-in one.
     bool builtin_routes = false;
+    /// The topic hub's limits (with builtin_routes).
+    hub_limits hub{};
 };
 
 /// The server.

@@ -1,0 +1,301 @@
+// udshttpd's topic hub over HTTP: POST /topics/{name} publishes, GET /topics/{name} subscribes
+// (SSE, NDJSON) or long-polls (JSON), and GET /events streams the server's own request events.
+// The handlers are coroutines (async.hpp) on the subscriber's worker.
+
+#include "server_state.hpp"
+#include "topic_hub.hpp"
+
+#include <udshttp/proto/units.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/detail/base64.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <charconv>
+
+namespace udshttp::service::detail {
+namespace {
+
+namespace asio = boost::asio;
+// What a handler returns: the handlers' awaitable (detail::awaitable is the session's).
+template <class T = void> using task = service::awaitable<T>;
+
+constexpr const char* bad_topic_name = "a topic name is 1 to 64 of A-Z a-z 0-9 . _ -";
+
+// How a subscriber asked to receive messages.
+enum class delivery { long_poll, sse, ndjson };
+
+delivery delivery_for(const request& req) {
+    if (req.accepts("text/event-stream"))
+        return delivery::sse;
+    if (req.accepts("application/x-ndjson"))
+        return delivery::ndjson;
+    return delivery::long_poll;
+}
+
+bool valid_utf8(std::string_view s) {
+    try {
+        (void)nlohmann::json(std::string(s)).dump();
+        return true;
+    } catch (const nlohmann::json::type_error&) {
+        return false;
+    }
+}
+
+// A message as JSON: text as it is, anything that is not UTF-8 in base64.
+nlohmann::ordered_json message_json(const hub_message& m) {
+    nlohmann::ordered_json j{{"type", "message"}, {"id", m.id}};
+    if (!m.type.empty())
+        j["content_type"] = m.type;
+    if (valid_utf8(m.body)) {
+        j["data"] = m.body;
+    } else {
+        std::string b64(boost::beast::detail::base64::encoded_size(m.body.size()), '\0');
+        b64.resize(boost::beast::detail::base64::encode(b64.data(), m.body.data(), m.body.size()));
+        j["data_base64"] = std::move(b64);
+    }
+    return j;
+}
+
+// An optional unsigned query parameter; false if present and malformed.
+bool read_id(const request& req, std::string_view name, std::optional<std::uint64_t>& out) {
+    const auto text = req.query_param(name);
+    if (!text)
+        return true;
+    std::uint64_t v = 0;
+    const auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), v);
+    if (ec != std::errc{} || end != text->data() + text->size())
+        return false;
+    out = v;
+    return true;
+}
+
+// Turns the head of a stream route's answer (nothing written yet) into a JSON error and
+// returns the body to write. (Named locals around co_await throughout: GCC 12 mishandles
+// temporaries inside a co_await expression.)
+std::string refusal_body(response_stream& out, errc code, std::string message) {
+    set_error(out.head(), code, std::move(message));
+    return std::move(out.head().body());
+}
+
+// Unsubscribes when the handler ends, however it ends.
+struct subscription {
+    topic_hub& hub;
+    std::string topic;
+    std::shared_ptr<hub_subscriber> sub;
+    ~subscription() { hub.unsubscribe(topic, sub); }
+};
+
+task<> wait(hub_subscriber& sub, std::chrono::steady_clock::time_point until) {
+    sub.wake.expires_at(until);
+    co_await sub.wake.async_wait(asio::as_tuple(asio::use_awaitable));
+}
+
+// Writes what a subscriber gets until the peer leaves, the server drains, or the subscriber
+// is cut for being too slow. `json_bodies`: the messages are JSON lines themselves (/events),
+// sent as they are rather than wrapped.
+task<> pump(hub_subscriber& sub, response_stream& out, delivery how, bool json_bodies = false) {
+    const auto write = [&](const nlohmann::ordered_json& j, std::string_view event,
+                           std::string_view id) -> task<> {
+        if (how == delivery::ndjson) {
+            out.head().set(http::field::content_type, "application/x-ndjson");
+            const auto line =
+                j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + '\n';
+            co_await out.write(line);
+        } else {
+            const std::string data =
+                event.empty() ? j.value("data", std::string())
+                              : j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+            const sse_event e{.data = data, .event = event, .id = id};
+            co_await out.write_event(e);
+        }
+    };
+    for (;;) {
+        auto batch = sub.take();
+        if (batch.missed > 0) {
+            const nlohmann::ordered_json gap{{"type", "gap"}, {"missed", batch.missed}};
+            const std::string_view event = "gap";
+            co_await write(gap, event, {});
+        }
+        if (batch.cut) {
+            const nlohmann::ordered_json cut{
+                {"type", "error"},
+                {"code", "too_slow"},
+                {"message", "this subscriber fell behind by more than the queue holds; "
+                            "reconnect with Last-Event-ID or ?after= to resume"}};
+            const std::string_view event = "error";
+            co_await write(cut, event, {});
+            co_return;
+        }
+        for (const auto& m : batch.messages) {
+            if (json_bodies) {
+                if (how == delivery::ndjson) {
+                    out.head().set(http::field::content_type, "application/x-ndjson");
+                    const std::string line = m->body + '\n';
+                    co_await out.write(line);
+                } else {
+                    const auto id = std::to_string(m->id);
+                    const sse_event e{.data = m->body, .id = id};
+                    co_await out.write_event(e);
+                }
+                continue;
+            }
+            const auto j = message_json(*m);
+            const auto id = std::to_string(m->id);
+            if (how == delivery::sse && !j.contains("data")) {
+                const std::string_view event = "message-base64";
+                co_await write(j, event, id);
+            } else {
+                const nlohmann::ordered_json& line = j;
+                const std::string_view event;
+                co_await write(line, event, id);
+            }
+        }
+        if (batch.messages.empty() && batch.missed == 0)
+            co_await wait(sub, std::chrono::steady_clock::time_point::max());
+    }
+}
+
+task<> subscribe(server_state& state, const request& req, response_stream& out, std::string topic) {
+    const auto how = delivery_for(req);
+    std::optional<std::uint64_t> after;
+    if (!read_id(req, "after", after)) {
+        const auto body = refusal_body(out, errc::bad_request, "after= must be a message id");
+        co_await out.write(body);
+        co_return;
+    }
+    if (!after && how == delivery::sse && !out.last_event_id().empty()) {
+        std::uint64_t v = 0;
+        const auto id = out.last_event_id();
+        if (std::from_chars(id.data(), id.data() + id.size(), v).ec == std::errc{})
+            after = v;
+    }
+    std::optional<std::chrono::milliseconds> timeout = std::chrono::milliseconds(0);
+    if (how == delivery::long_poll) {
+        timeout = poll_timeout(req, state.options.hub.max_poll);
+        if (!timeout) {
+            const auto body = refusal_body(out, errc::bad_request,
+                                           "timeout= must be a duration such as 30s or 500ms");
+            co_await out.write(body);
+            co_return;
+        }
+    }
+    auto& hub = *state.hub;
+    const auto ex = co_await asio::this_coro::executor;
+    subscription s{hub, topic, std::make_shared<hub_subscriber>(ex)};
+    if (how == delivery::long_poll && !after)
+        after = hub.last_id(topic); // only what comes next
+    if (auto refused = hub.subscribe(topic, after, s.sub)) {
+        const auto body = refusal_body(out, refused->code, std::move(refused->message));
+        co_await out.write(body);
+        co_return;
+    }
+    if (how != delivery::long_poll) {
+        // The head at once: a subscriber knows it is subscribed before the first message.
+        out.head().set(http::field::content_type,
+                       how == delivery::sse ? "text/event-stream" : "application/x-ndjson");
+        co_await out.flush();
+        co_await pump(*s.sub, out, how);
+        co_return;
+    }
+
+    // Long-poll: what is there now, else wait up to the timeout for the next; an empty
+    // answer at the deadline, never an error. "next" is the cursor for the next poll.
+    const auto until = std::chrono::steady_clock::now() + *timeout;
+    auto batch = s.sub->take();
+    while (batch.messages.empty() && !batch.cut && std::chrono::steady_clock::now() < until) {
+        co_await wait(*s.sub, until);
+        batch = s.sub->take();
+    }
+    nlohmann::ordered_json answer{{"topic", topic}, {"messages", nlohmann::json::array()}};
+    std::uint64_t next = after.value_or(0);
+    for (const auto& m : batch.messages) {
+        answer["messages"].push_back(message_json(*m));
+        next = m->id;
+    }
+    answer["next"] = next;
+    if (batch.missed > 0)
+        answer["missed"] = batch.missed;
+    out.head().set(http::field::content_type, "application/json");
+    const auto body = answer.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    co_await out.write(body);
+}
+
+} // namespace
+
+void add_hub_routes(server_state& state) {
+    state.hub = std::make_unique<topic_hub>(state.options.hub);
+    auto& r = state.routes;
+    if (!r.contains(http::verb::post, proto::paths::topic))
+        r.post(proto::paths::topic,
+               [&state](const request& req, response& res) {
+                   const std::string topic(req.param("name"));
+                   if (!topic_hub::valid_name(topic))
+                       return set_error(res, errc::bad_request, bad_topic_name);
+                   auto id = state.hub->publish(
+                       topic, std::string(req.message()[http::field::content_type]), req.body());
+                   if (auto* refused = std::get_if<topic_hub::refusal>(&id))
+                       return set_error(res, refused->code, std::move(refused->message));
+                   set_json(res, {{"topic", topic}, {"id", std::get<std::uint64_t>(id)}});
+               })
+            .describe({.summary = "Publishes to a topic",
+                       .description = "The body (any media type) becomes the next message of "
+                                      "the topic; answers {\"topic\",\"id\"}.",
+                       .request_type = "*/*",
+                       .response_type = "application/json"});
+    if (!r.contains(http::verb::get, proto::paths::topic))
+        r.get(proto::paths::topic,
+              [&state](const request& req, response_stream& out) -> task<> {
+                  std::string topic(req.param("name"));
+                  if (!topic_hub::valid_name(topic)) {
+                      const auto body = refusal_body(out, errc::bad_request, bad_topic_name);
+                      co_await out.write(body);
+                      co_return;
+                  }
+                  co_await subscribe(state, req, out, std::move(topic));
+              })
+            .heartbeat(state.options.hub.heartbeat)
+            .describe({.summary = "Subscribes to a topic",
+                       .description =
+                           "Accept: text/event-stream (SSE) or application/x-ndjson streams the "
+                           "topic's messages, from Last-Event-ID or ?after=ID while the replay "
+                           "buffer still has it. Otherwise a long-poll: ?after=ID&timeout=30s "
+                           "answers {\"messages\",\"next\"} when a message comes or, empty, at "
+                           "the timeout. A subscriber that falls behind gets one error event "
+                           "and is closed.",
+                       .response_type = "text/event-stream"});
+    if (!r.contains(http::verb::get, proto::paths::events))
+        r.get(proto::paths::events,
+              [&state](const request& req, response_stream& out) -> task<> {
+                  const auto how =
+                      delivery_for(req) == delivery::sse ? delivery::sse : delivery::ndjson;
+                  auto& hub = *state.hub;
+                  const auto ex = co_await asio::this_coro::executor;
+                  subscription s{hub, std::string(topic_hub::events_topic),
+                                 std::make_shared<hub_subscriber>(ex)};
+                  if (auto refused = hub.subscribe(s.topic, std::nullopt, s.sub)) {
+                      const auto body =
+                          refusal_body(out, refused->code, std::move(refused->message));
+                      co_await out.write(body);
+                      co_return;
+                  }
+                  out.head().set(http::field::content_type, how == delivery::sse
+                                                                ? "text/event-stream"
+                                                                : "application/x-ndjson");
+                  co_await out.flush(); // the head now: a quiet server sends nothing else
+                  co_await pump(*s.sub, out, how, true);
+              })
+            .heartbeat(state.options.hub.heartbeat)
+            .describe({.summary = "The server's request events, live",
+                       .description = "One event per request answered (the access-log "
+                                      "fields), as NDJSON or, with Accept: text/event-stream, "
+                                      "SSE. A subscriber that falls behind gets one error "
+                                      "event and is closed.",
+                       .response_type = "application/x-ndjson"});
+}
+
+} // namespace udshttp::service::detail
