@@ -164,6 +164,46 @@ TEST_SUITE("peers") {
                    "node");
     }
 
+    TEST_CASE("streams: curl -N prints each SSE event as it is published") {
+        if (!require_peer("curl", "curl"))
+            return;
+        peer_daemon d;
+        child curl({"curl", "-sSN", "--unix-socket", d.socket_path(), "-H",
+                    "Accept: text/event-stream", "http://localhost/topics/curl"},
+                   d.dir);
+        client::client c;
+        // Each publish shows up in curl's output while its stream is still open.
+        for (int i = 1; i <= 3; ++i) {
+            const auto text = "event number " + std::to_string(i);
+            REQUIRE(eventually([&] {
+                // Until curl has subscribed, a publish reaches no one; publish again.
+                auto r = c.post(d.unix_url("/topics/curl"), text, "text/plain");
+                return r && curl.wait_for_output("data: " + text + "\n", 300ms);
+            }));
+        }
+        CHECK_FALSE(curl.wait(10ms)); // still streaming
+        curl.signal(SIGTERM);
+        curl.wait();
+    }
+
+    TEST_CASE("streams: aiohttp reads SSE and NDJSON as they arrive - resumes with "
+              "Last-Event-ID") {
+        if (!require_python_module("aiohttp", "python3-aiohttp"))
+            return;
+        peer_daemon d;
+        check_peer(
+            run({"/usr/bin/python3", peers_dir() + "/aiohttp_streams.py", d.socket_path()}, d.dir),
+            "aiohttp-streams");
+    }
+
+    TEST_CASE("streams: Node reads an NDJSON stream over socketPath") {
+        if (!require_peer("node", "nodejs"))
+            return;
+        peer_daemon d;
+        check_peer(run({"node", peers_dir() + "/node_stream.js", d.socket_path()}, d.dir),
+                   "node-stream");
+    }
+
     TEST_CASE("Go net/http with a unix dialer") {
         if (!require_peer("go", "golang-go"))
             return;
