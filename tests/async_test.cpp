@@ -19,8 +19,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <filesystem>
+#include <mutex>
 #include <thread>
 
 using namespace udshttp;
@@ -42,6 +44,8 @@ std::atomic<int> cancelled_handlers{0};
 std::atomic<int> finished_handlers{0};
 std::atomic<std::uint64_t> bytes_written{0};
 std::atomic<bool> write_failed{false};
+std::mutex heard_mutex;
+std::string heard; // what /talk read after it had shut its own side
 
 std::size_t open_fds() {
     std::size_t n = 0;
@@ -123,6 +127,22 @@ void coroutine_routes(service::router& r) {
                   write_failed = true;
                   throw;
               }
+          });
+    r.add(service::http::verb::post, "/talk",
+          [](const service::request&, service::upgraded_stream& up) -> asio::awaitable<void> {
+              // Says its piece and ends its side first, then reads the peer to its end.
+              co_await up.write(std::string_view("bye"));
+              up.shutdown_write();
+              std::array<char, 256> buf;
+              std::string got;
+              for (;;) {
+                  const auto n = co_await up.read_some(buf);
+                  if (n == 0)
+                      break;
+                  got.append(buf.data(), n);
+              }
+              const std::lock_guard lock(heard_mutex);
+              heard = got;
           });
     r.get("/watch",
           [](const service::request& req, service::response_stream& out) -> asio::awaitable<void> {
@@ -321,6 +341,49 @@ TEST_SUITE("async") {
         CHECK(complete);
         CHECK(dechunk(b, &complete) == "{\"type\":\"watching\"}\n{\"type\":\"shutdown\"}\n");
         CHECK(complete);
+    }
+
+    TEST_CASE_TEMPLATE("Upgrade: tcp hands over the raw connection - each direction ends on its "
+                       "own",
+                       T, BOTH_TRANSPORTS) {
+        transport_fixture<T> srv({}, coroutine_routes);
+        { // The built-in echo, upgraded: the caller's EOF comes back after all it sent.
+            raw_socket s(srv.endpoint());
+            REQUIRE(s.send("POST /echo HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+                           "Upgrade: tcp\r\n\r\nsent with the head;"));
+            std::string got;
+            REQUIRE(read_until(s, got, "sent with the head;"));
+            CHECK(got.starts_with("HTTP/1.1 101 Switching Protocols\r\nUpgrade: tcp\r\n"
+                                  "Connection: Upgrade\r\n"));
+            REQUIRE(s.send("and after it"));
+            s.shutdown_write(); // we are done sending, still reading
+            got += s.read_all();
+            CHECK(got.ends_with("\r\n\r\nsent with the head;and after it"));
+        }
+        { // The server ends its side first; we still send, and it still reads.
+            {
+                const std::lock_guard lock(heard_mutex);
+                heard.clear();
+            }
+            raw_socket s(srv.endpoint());
+            REQUIRE(s.send("POST /talk HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+                           "Upgrade: tcp\r\n\r\n"));
+            const auto got = s.read_all(); // to the server's EOF
+            CHECK(got.ends_with("\r\n\r\nbye"));
+            REQUIRE(s.send("still talking"));
+            s.shutdown_write();
+            CHECK(eventually([] {
+                const std::lock_guard lock(heard_mutex);
+                return heard == "still talking";
+            }));
+        }
+        // Without an Upgrade the same route is a plain POST /echo; an upgrade-only route
+        // answers 426.
+        raw_socket plain(srv.endpoint());
+        REQUIRE(plain.send("GET /ws/echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+        const auto raw = plain.read_all();
+        CHECK(status_line(raw) == "HTTP/1.1 426 Upgrade Required");
+        CHECK(raw.find("Upgrade: websocket\r\n") != std::string::npos);
     }
 
     TEST_CASE("a handler that ignores cancellation is cut at the drain timeout") {

@@ -322,7 +322,7 @@ TEST_SUITE("e2e") {
         CHECK(r.out.find("POST    /echo           Echoes the body\n") != std::string::npos);
         CHECK(r.out.find("GET     /openapi.json   This API") != std::string::npos);
         CHECK(r.out.find("POST    /topics/{name}  Publishes to a topic\n") != std::string::npos);
-        CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 13);
+        CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 14);
         auto none = run({udshttp_path(), "routes", "http+unix://%2Fno%2Fsuch.sock/"}, d.dir);
         CHECK(none.code == 7);
         CHECK(none.err.find("no such socket file") != std::string::npos);

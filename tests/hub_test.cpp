@@ -209,8 +209,8 @@ TEST_SUITE("hub") {
         CHECK(j["pid"] == ::getpid());
     }
 
-    TEST_CASE("drain: open SSE and NDJSON subscriptions and a long-poll get their last words - "
-              "exit 0 within the drain timeout") {
+    TEST_CASE("drain: open SSE - NDJSON and WebSocket subscriptions and a long-poll get their "
+              "last words - exit 0 within the drain timeout") {
         daemon_fixture d(false, {"--drain-timeout", "5s"});
         subscriber sse(d, "/topics/x", "text/event-stream");
         subscriber nd(d, "/topics/x", "application/x-ndjson");
@@ -219,6 +219,15 @@ TEST_SUITE("hub") {
         REQUIRE(eventually([&] {
             return metric_line(c, d, "udshttp_topic_subscribers{topic=\"x\"}").ends_with(" 3");
         }));
+        // A WebSocket subscriber too, when python3-websockets is there.
+        std::unique_ptr<child> ws;
+        if (require_python_module("websockets", "python3-websockets")) {
+            ws = std::make_unique<child>(
+                std::vector<std::string>{"/usr/bin/python3", peers_dir() + "/websockets_client.py",
+                                         "--wait-close", d.socket_path()},
+                d.dir);
+            REQUIRE(ws->wait_for_output("subscribed"));
+        }
         c = client::client{};
         const auto t0 = std::chrono::steady_clock::now();
         d.proc->signal(SIGTERM);
@@ -232,6 +241,11 @@ TEST_SUITE("hub") {
         CHECK(sse.body() == "event: shutdown\ndata: the server is shutting down\n\n");
         CHECK(nd.body() == "{\"type\":\"shutdown\"}\n");
         CHECK(status_line(poll.got) == "HTTP/1.1 503 Service Unavailable");
-        CHECK(d.proc->err().find("the drain ended 3 response stream(s)") != std::string::npos);
+        CHECK(d.proc->err().find("the drain ended " + std::to_string(ws ? 4 : 3) +
+                                 " response stream(s)") != std::string::npos);
+        if (ws) {
+            CHECK(ws->wait_for_output("close code 1001")); // going away
+            ws->wait();
+        }
     }
 }

@@ -204,6 +204,16 @@ TEST_SUITE("peers") {
                    "node-stream");
     }
 
+    TEST_CASE("websockets: echo over a Unix socket and TCP - ping - size limit - a topic") {
+        if (!require_python_module("websockets", "python3-websockets"))
+            return;
+        daemon_fixture d(true, {"--max-body-bytes", "128KiB"});
+        check_peer(run({"/usr/bin/python3", peers_dir() + "/websockets_client.py", d.socket_path(),
+                        std::to_string(d.tcp_port), std::to_string(128 * 1024)},
+                       d.dir),
+                   "websockets");
+    }
+
     TEST_CASE("Go net/http with a unix dialer") {
         if (!require_peer("go", "golang-go"))
             return;

@@ -177,6 +177,34 @@ TEST_SUITE("service") {
         CHECK(writers == 1);
     }
 
+    TEST_CASE("router: upgrade handlers join a route of the same method and pattern - or stand "
+              "alone with 426") {
+        router r;
+        r.get("/live", noop);
+        r.get("/live", [](const request&, websocket&) -> awaitable<> { co_return; });
+        r.get("/ws-only", [](const request&, websocket&) -> awaitable<> {
+             co_return;
+         }).describe({.summary = "only a WebSocket"});
+        const auto live = r.resolve(http::verb::get, "/live");
+        CHECK(live.kind() == route_kind::plain);
+        CHECK(live.websocket());
+        CHECK_FALSE(live.upgrades());
+        CHECK(r.size() == 2);
+        CHECK_THROWS_AS(
+            r.get("/live", [](const request&, websocket&) -> awaitable<> { co_return; }),
+            std::invalid_argument);
+        CHECK_THROWS_AS(r.get("/live", noop), std::invalid_argument);
+        call only(r, http::verb::get, "/ws-only");
+        CHECK(only.res.result_int() == 426);
+        CHECK(only.res[http::field::upgrade] == "websocket");
+        std::string summary;
+        r.for_each([&](const route_view& v) {
+            if (v.pattern == "/ws-only")
+                summary = v.doc.summary;
+        });
+        CHECK(summary == "only a WebSocket");
+    }
+
     TEST_CASE("router: malformed patterns and duplicates are refused") {
         router r;
         r.get("/a/{b}", noop);

@@ -401,6 +401,7 @@ TEST_SUITE("service") {
                                              "post /topics/{name}",
                                              "get /topics/{name}",
                                              "get /events",
+                                             "get /ws/echo",
                                              "get /items/{id}/parts/{part}",
                                              "delete /items/{id}"};
         CHECK(seen == expected);

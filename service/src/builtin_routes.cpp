@@ -109,7 +109,7 @@ void add_builtin_routes(server_state& state) {
          .description = "Requests by route, method and status; latency histogram; rejections "
                         "by reason; connections and bytes.",
          .response_type = "text/plain"});
-    add_hub_routes(state);
+    add_live_routes(state);
     // Written once, here, when every route (the embedder's too) is in the table.
     auto document = std::make_shared<std::string>();
     add(http::verb::get, proto::paths::openapi,

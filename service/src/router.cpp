@@ -2,6 +2,8 @@
 
 #include <udshttp/proto/url.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <stdexcept>
 
 namespace udshttp::service {
@@ -25,50 +27,77 @@ template <class Fn> bool for_each_segment(std::string_view path, Fn&& fn) {
 } // namespace
 
 router& router::add_stream(http::verb method, std::string_view pattern, stream_factory f) {
-    return add_route(method, pattern, route_kind::body_stream, {}, {}, {}, std::move(f));
+    handlers h;
+    h.stream = std::move(f);
+    return add_route(method, pattern, std::move(h));
 }
 
 router& router::heartbeat(std::chrono::milliseconds every) {
-    if (routes_.empty() || routes_.back().kind != route_kind::writer)
+    if (routes_.empty() || routes_[last_].kind != route_kind::writer)
         throw std::logic_error("router::heartbeat: the last route added is not a stream_writer "
                                "route");
     if (every <= std::chrono::milliseconds(0))
         throw std::invalid_argument("router::heartbeat: the interval must be positive");
-    routes_.back().heartbeat = every;
+    routes_[last_].heartbeat = every;
     return *this;
 }
 
 awaitable<> router::call(const route_match& m, const request& req, response& res) const {
     if (m.kind() != route_kind::async)
         throw std::logic_error("router::call: not an async route");
-    return m.route_->async(req, res);
+    return m.route_->h.async(req, res);
 }
 
 awaitable<> router::call(const route_match& m, const request& req, response_stream& out) const {
     if (m.kind() != route_kind::writer)
         throw std::logic_error("router::call: not a stream_writer route");
-    return m.route_->writer(req, out);
+    return m.route_->h.writer(req, out);
+}
+
+awaitable<> router::call(const route_match& m, const request& req, websocket& ws) const {
+    if (!m.websocket())
+        throw std::logic_error("router::call: the route has no websocket handler");
+    return m.route_->h.ws(req, ws);
+}
+
+awaitable<> router::call(const route_match& m, const request& req, upgraded_stream& up) const {
+    if (!m.upgrades())
+        throw std::logic_error("router::call: the route has no upgrade handler");
+    return m.route_->h.raw(req, up);
 }
 
 router& router::describe(route_doc doc) {
     if (routes_.empty())
         throw std::logic_error("router::describe: no route to describe yet");
-    routes_.back().doc = std::move(doc);
+    routes_[last_].doc = std::move(doc);
     return *this;
 }
 
-router& router::add_route(http::verb method, std::string_view pattern, route_kind kind, handler h,
-                          async_handler a, stream_writer w, stream_factory f) {
-    if (!h && !a && !w && !f)
+namespace {
+
+route_kind main_kind(const auto& h) {
+    if (h.fn)
+        return route_kind::plain;
+    if (h.async)
+        return route_kind::async;
+    if (h.writer)
+        return route_kind::writer;
+    if (h.stream)
+        return route_kind::body_stream;
+    return route_kind::none;
+}
+
+} // namespace
+
+router& router::add_route(http::verb method, std::string_view pattern, handlers h) {
+    const auto kind = main_kind(h);
+    if (kind == route_kind::none && !h.ws && !h.raw)
         throw std::invalid_argument("route " + std::string(pattern) + ": empty handler");
     route r{.method = method,
             .pattern = std::string(pattern),
             .segments = {},
             .kind = kind,
-            .fn = std::move(h),
-            .async = std::move(a),
-            .writer = std::move(w),
-            .stream = std::move(f),
+            .h = std::move(h),
             .heartbeat = {},
             .doc = {}};
     const bool ok = for_each_segment(pattern, [&](std::string_view seg) {
@@ -88,11 +117,33 @@ router& router::add_route(http::verb method, std::string_view pattern, route_kin
         throw std::invalid_argument("route pattern '" + std::string(pattern) +
                                     "' is malformed: it must start with '/' and use whole "
                                     "{param} segments");
-    for (const auto& existing : routes_)
-        if (existing.method == method && existing.pattern == r.pattern)
+    for (std::size_t i = 0; i < routes_.size(); ++i) {
+        auto& existing = routes_[i];
+        if (existing.method != method || existing.pattern != r.pattern)
+            continue;
+        // One route per method and pattern, with at most one handler of each role: the
+        // request handler, the websocket one and the upgrade one.
+        const bool clash = (kind != route_kind::none && existing.kind != route_kind::none) ||
+                           (r.h.ws && existing.h.ws) || (r.h.raw && existing.h.raw);
+        if (clash)
             throw std::invalid_argument("route " + std::string(http::to_string(method)) + " " +
                                         r.pattern + " is already registered");
+        if (kind != route_kind::none) {
+            existing.kind = kind;
+            existing.h.fn = std::move(r.h.fn);
+            existing.h.async = std::move(r.h.async);
+            existing.h.writer = std::move(r.h.writer);
+            existing.h.stream = std::move(r.h.stream);
+        }
+        if (r.h.ws)
+            existing.h.ws = std::move(r.h.ws);
+        if (r.h.raw)
+            existing.h.raw = std::move(r.h.raw);
+        last_ = i;
+        return *this;
+    }
     routes_.push_back(std::move(r));
+    last_ = routes_.size() - 1;
     return *this;
 }
 
@@ -194,8 +245,24 @@ router::outcome router::dispatch(const route_match& m, const request& req,
         switch (m.verdict_) {
         case route_match::verdict::found:
             if (m.route_->kind == route_kind::plain) {
-                m.route_->fn(req, res);
+                m.route_->h.fn(req, res);
                 out.by_route = true;
+                return out;
+            }
+            if (m.route_->kind == route_kind::none) { // RFC 9110 15.5.22
+                const bool ws = static_cast<bool>(m.route_->h.ws);
+                res.result(http::status::upgrade_required);
+                res.set(http::field::upgrade, ws ? "websocket" : "tcp");
+                res.set(http::field::connection, "Upgrade");
+                nlohmann::json body{
+                    {"error",
+                     {{"status", 426},
+                      {"reason", "Upgrade Required"},
+                      {"code", "upgrade_required"},
+                      {"message", std::string(m.path_) + " answers only an Upgrade" +
+                                      (ws ? " to websocket" : "")}}}};
+                res.set(http::field::content_type, "application/json");
+                res.body() = body.dump();
                 return out;
             }
             out.failure = "a route that is not a plain one was dispatched as one";
@@ -236,7 +303,7 @@ router::outcome router::dispatch(const route_match& m, const request& req,
 std::unique_ptr<stream_handler> router::open_stream(const route_match& m) const {
     if (!m.streams())
         return nullptr;
-    return m.route_->stream();
+    return m.route_->h.stream();
 }
 
 std::string_view route_match::param(std::string_view name) const noexcept {

@@ -38,7 +38,8 @@ struct server_state {
 
 // Registers hello, echo, healthz, metrics, the topic hub and openapi on state.routes.
 void add_builtin_routes(server_state& state);
-// Creates state.hub and registers /topics/{name} and /events (hub_routes.cpp).
-void add_hub_routes(server_state& state);
+// Creates state.hub and registers the routes that wait, stream or upgrade: /topics/{name},
+// /events, /ws/echo, and POST /echo's Upgrade: tcp (live_routes.cpp).
+void add_live_routes(server_state& state);
 
 } // namespace udshttp::service::detail

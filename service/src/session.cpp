@@ -2,6 +2,7 @@
 
 #include "async_route.hpp"
 #include "stream_route.hpp"
+#include "upgrade_route.hpp"
 
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/write.hpp>
@@ -33,6 +34,10 @@ awaitable<> session::run() {
         // No handler will read the body of a request that gets 404, 405 or 400 for its path:
         // it is answered before any body byte is read, and the body is dropped while lingering
         // (nginx's discard_request_body), never buffered.
+        if (const auto up = upgrade_for(parser, match); up != upgrade_kind::none) {
+            co_await serve_upgrade(c_, msg, match, up, start); // the connection goes with it
+            co_return;
+        }
         const bool body_unread = !match.found() && !parser.is_done();
         if (match.found() && !co_await continue_if_expected(parser))
             break;

@@ -28,6 +28,7 @@ inline constexpr std::string_view metrics = "/metrics";
 inline constexpr std::string_view openapi = "/openapi.json";
 inline constexpr std::string_view topic = "/topics/{name}";
 inline constexpr std::string_view events = "/events";
+inline constexpr std::string_view ws_echo = "/ws/echo";
 } // namespace paths
 
 /// The name hello uses when none is given.

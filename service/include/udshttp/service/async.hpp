@@ -10,6 +10,12 @@
 ///     void(const request&, response&)                      // answers at once
 ///     awaitable<void>(const request&, response&)           // answers when it returns
 ///     awaitable<void>(const request&, response_stream&)    // writes an answer over time
+///
+/// and two that take over the connection after a 101 Switching Protocols, added to the same
+/// method and pattern as the route's handler or alone:
+///
+///     awaitable<void>(const request&, websocket&)          // Upgrade: websocket
+///     awaitable<void>(const request&, upgraded_stream&)    // any other Upgrade (Docker's tcp)
 
 #include <udshttp/service/request.hpp>
 
@@ -19,8 +25,11 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <optional>
+#include <span>
+#include <string>
 #include <string_view>
 
 namespace udshttp::service {
@@ -50,7 +59,9 @@ struct sse_event {
 
 namespace detail {
 class stream_call;
-}
+class websocket_call;
+class upgrade_call;
+} // namespace detail
 
 /// An answer a handler writes over time: chunked on HTTP/1.1, ended by closing the connection
 /// on HTTP/1.0. The head (head()) goes out with the first write or flush(). Writes suspend
@@ -98,6 +109,65 @@ private:
 /// write-stall deadline). A throw before the first write is a 500; after it, the stream ends
 /// without its last chunk, so the peer sees it was cut.
 using stream_writer = std::function<awaitable<>(const request&, response_stream&)>;
+
+/// A WebSocket connection (RFC 6455) a handler drives, once the server has answered the
+/// upgrade with 101: Beast's websocket stream, over a Unix socket or TCP. A message larger
+/// than server_options::max_body_bytes fails the read (close code 1009). The server pings an
+/// idle peer and closes a connection that has been silent for the idle timeout. Keep a read()
+/// pending while the connection lives: that is where pings, pongs and the peer's close are
+/// handled, and where a disconnect shows. When the server drains, it sends close 1001 (going
+/// away); the pending read() then returns nullopt.
+/// @par Thread safety
+/// One read() and one write() may be pending at once, from the handler's coroutines on the
+/// connection's worker.
+class websocket {
+public:
+    struct message {
+        std::string data{};
+        bool binary = false; ///< a binary message (else text, which is UTF-8)
+    };
+    explicit websocket(detail::websocket_call& call) noexcept : call_(call) {}
+
+    /// The next message; nullopt once the connection is closed (close_code() says how).
+    /// Throws boost::system::system_error when it fails otherwise (the peer vanished).
+    awaitable<std::optional<message>> read();
+    /// Sends one message.
+    awaitable<> write(std::string_view data, bool binary = false);
+    /// Starts the closing handshake with `code` and waits for it to finish.
+    awaitable<> close(std::uint16_t code = 1000, std::string_view reason = {});
+    /// The close code the peer sent, once read() returned nullopt; nullopt before.
+    std::optional<std::uint16_t> close_code() const noexcept;
+
+private:
+    detail::websocket_call& call_;
+};
+
+/// A WebSocket route's handler; see websocket.
+using websocket_handler = std::function<awaitable<>(const request&, websocket&)>;
+
+/// The raw connection after a 101 for an Upgrade other than websocket: Docker's hijack
+/// (Upgrade: tcp) and its kin. Bytes flow as they are in both directions, each of which ends on
+/// its own: read_some() returns 0 once the peer has shut its sending side (it may still read),
+/// and shutdown_write() ends ours (the peer reads EOF, and may still send).
+class upgraded_stream {
+public:
+    explicit upgraded_stream(detail::upgrade_call& call) noexcept : call_(call) {}
+
+    /// Reads what has arrived into `into` (waiting for at least one byte); 0 at the peer's EOF.
+    awaitable<std::size_t> read_some(std::span<char> into);
+    /// Sends all of `bytes`.
+    awaitable<> write(std::string_view bytes);
+    /// Half-closes: no more bytes to the peer.
+    void shutdown_write() noexcept;
+    /// The protocol the request asked for in Upgrade ("tcp").
+    std::string_view protocol() const noexcept;
+
+private:
+    detail::upgrade_call& call_;
+};
+
+/// An upgrade route's handler; see upgraded_stream.
+using upgrade_handler = std::function<awaitable<>(const request&, upgraded_stream&)>;
 
 /// The `timeout` query parameter of a long-poll request ("30s", "500ms", a bare number of
 /// seconds), capped at `max`; zero when the request has none; nullopt when it is malformed

@@ -50,6 +50,8 @@ struct route_view {
     const route_doc& doc;     ///< empty summary if never described
     bool stream;              ///< a stream route (add_stream())
     bool writes_stream;       ///< a stream_writer route
+    bool websocket;           ///< answers Upgrade: websocket
+    bool upgrades;            ///< answers other Upgrades (upgrade_handler)
 };
 
 /// What kind of handler a route has.
@@ -58,6 +60,7 @@ enum class route_kind {
     async,       ///< awaitable<>(const request&, response&)
     writer,      ///< awaitable<>(const request&, response_stream&)
     body_stream, ///< a stream_handler (add_stream())
+    none,        ///< upgrades only: a request without Upgrade gets 426
 };
 
 class route_match;
@@ -71,20 +74,23 @@ public:
     /// shape of its call decides). Throws std::invalid_argument for a malformed pattern, a
     /// duplicate or an empty handler.
     template <class F> router& add(http::verb method, std::string_view pattern, F&& f) {
-        if constexpr (std::is_invocable_r_v<awaitable<>, F&, const request&, response_stream&>)
-            return add_route(method, pattern, route_kind::writer, {}, {},
-                             stream_writer(std::forward<F>(f)), {});
+        handlers h;
+        if constexpr (std::is_invocable_r_v<awaitable<>, F&, const request&, websocket&>)
+            h.ws = websocket_handler(std::forward<F>(f));
+        else if constexpr (std::is_invocable_r_v<awaitable<>, F&, const request&, upgraded_stream&>)
+            h.raw = upgrade_handler(std::forward<F>(f));
+        else if constexpr (std::is_invocable_r_v<awaitable<>, F&, const request&, response_stream&>)
+            h.writer = stream_writer(std::forward<F>(f));
         else if constexpr (std::is_invocable_r_v<awaitable<>, F&, const request&, response&>)
-            return add_route(method, pattern, route_kind::async, {},
-                             async_handler(std::forward<F>(f)), {}, {});
+            h.async = async_handler(std::forward<F>(f));
         else {
             static_assert(std::is_invocable_v<F&, const request&, response&>,
-                          "a route handler is void(const request&, response&), "
-                          "awaitable<>(const request&, response&) or "
-                          "awaitable<>(const request&, response_stream&)");
-            return add_route(method, pattern, route_kind::plain, handler(std::forward<F>(f)), {},
-                             {}, {});
+                          "a route handler is void(const request&, response&), or a coroutine "
+                          "awaitable<>(const request&, X&) with X response, response_stream, "
+                          "websocket or upgraded_stream");
+            h.fn = handler(std::forward<F>(f));
         }
+        return add_route(method, pattern, std::move(h));
     }
     /// Adds a stream route: its handler sees the body as it arrives (see stream_handler).
     router& add_stream(http::verb method, std::string_view pattern, stream_factory f);
@@ -125,6 +131,11 @@ public:
     /// what the route's factory throws.
     std::unique_ptr<stream_handler> open_stream(const route_match& m) const;
 
+    /// The coroutine of the websocket handler of the route matched by `m`. Throws
+    /// std::logic_error if it has none.
+    awaitable<> call(const route_match& m, const request& req, websocket& ws) const;
+    /// The same for an upgrade_handler.
+    awaitable<> call(const route_match& m, const request& req, upgraded_stream& up) const;
     /// The coroutine of an async route's handler for `req` (made with `m`), not started yet.
     /// Throws std::logic_error if `m` is not an async route, and what the handler's call throws.
     awaitable<> call(const route_match& m, const request& req, response& res) const;
@@ -140,7 +151,8 @@ public:
         for (std::size_t i = 0; i < routes_.size(); ++i) {
             const auto& r = routes_[i];
             fn(route_view{i, r.method, r.pattern, r.doc, r.kind == route_kind::body_stream,
-                          r.kind == route_kind::writer});
+                          r.kind == route_kind::writer, static_cast<bool>(r.h.ws),
+                          static_cast<bool>(r.h.raw)});
         }
     }
 
@@ -150,22 +162,28 @@ private:
         std::string text; // literal text, or the parameter name
         bool is_param = false;
     };
+    struct handlers {
+        handler fn;            // plain
+        async_handler async;   // async
+        stream_writer writer;  // writer
+        stream_factory stream; // body_stream
+        websocket_handler ws;  // Upgrade: websocket
+        upgrade_handler raw;   // any other Upgrade
+    };
     struct route {
         http::verb method;
         std::string pattern;
         std::vector<segment> segments;
         route_kind kind;
-        handler fn;            // plain
-        async_handler async;   // async
-        stream_writer writer;  // writer
-        stream_factory stream; // body_stream
+        handlers h;
         std::chrono::milliseconds heartbeat{0};
         route_doc doc;
     };
-    router& add_route(http::verb method, std::string_view pattern, route_kind kind, handler h,
-                      async_handler a, stream_writer w, stream_factory f);
-
+    // Adds the route, or gives an existing one for the same method and pattern the upgrade
+    // handler (or the main handler) it lacks.
+    router& add_route(http::verb method, std::string_view pattern, handlers h);
     std::vector<route> routes_;
+    std::size_t last_ = 0; // the route added (or extended) last: describe() and heartbeat()
 };
 
 /// What router::resolve() found: the route with its decoded {param} values, or why none
@@ -178,6 +196,10 @@ public:
     bool streams() const noexcept { return route_ && route_->kind == route_kind::body_stream; }
     /// The kind of the route found (plain when none is).
     route_kind kind() const noexcept { return route_ ? route_->kind : route_kind::plain; }
+    /// The route found answers Upgrade: websocket.
+    bool websocket() const noexcept { return route_ && route_->h.ws; }
+    /// The route found answers other Upgrades.
+    bool upgrades() const noexcept { return route_ && route_->h.raw; }
     /// The heartbeat of a stream_writer route (zero: none).
     std::chrono::milliseconds heartbeat() const noexcept {
         return route_ ? route_->heartbeat : std::chrono::milliseconds(0);

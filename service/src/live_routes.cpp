@@ -1,6 +1,7 @@
-// udshttpd's topic hub over HTTP: POST /topics/{name} publishes, GET /topics/{name} subscribes
-// (SSE, NDJSON) or long-polls (JSON), and GET /events streams the server's own request events.
-// The handlers are coroutines (async.hpp) on the subscriber's worker.
+// udshttpd's built-in routes that wait, stream or upgrade (coroutine handlers, async.hpp): the
+// topic hub (POST /topics/{name} publishes; GET /topics/{name} subscribes as SSE, NDJSON or
+// WebSocket, or long-polls), GET /events (the server's own request events), and the echo
+// route upgraded (GET /ws/echo, and POST /echo with Upgrade: tcp).
 
 #include "server_state.hpp"
 #include "topic_hub.hpp"
@@ -8,6 +9,7 @@
 #include <udshttp/proto/units.hpp>
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -15,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <array>
 #include <charconv>
 
 namespace udshttp::service::detail {
@@ -90,9 +93,15 @@ struct subscription {
     ~subscription() { hub.unsubscribe(topic, sub); }
 };
 
+// Waits for the hub's wake-up or `until`. Throws operation_aborted once the handler is
+// cancelled (its peer left, the server drains, or the other half of a WebSocket ended), so no
+// loop can go on waiting after that.
 task<> wait(hub_subscriber& sub, std::chrono::steady_clock::time_point until) {
     sub.wake.expires_at(until);
     co_await sub.wake.async_wait(asio::as_tuple(asio::use_awaitable));
+    const auto state = co_await asio::this_coro::cancellation_state;
+    if (state.cancelled() != asio::cancellation_type::none)
+        throw boost::system::system_error(asio::error::operation_aborted);
 }
 
 // Writes what a subscriber gets until the peer leaves, the server drains, or the subscriber
@@ -225,11 +234,90 @@ task<> subscribe(server_state& state, const request& req, response_stream& out, 
     co_await out.write(body);
 }
 
+// A WebSocket subscriber: each message as a text message holding its JSON (as the NDJSON
+// lines are). A reader runs beside the writer, since pings and the peer's close arrive
+// through reads; whichever ends first ends the other.
+task<> subscribe_websocket(server_state& state, const request& req, websocket& ws,
+                           std::string topic) {
+    using namespace boost::asio::experimental::awaitable_operators;
+    std::optional<std::uint64_t> after;
+    if (!read_id(req, "after", after)) {
+        co_await ws.close(1008, "after= must be a message id");
+        co_return;
+    }
+    auto& hub = *state.hub;
+    const auto ex = co_await asio::this_coro::executor;
+    subscription s{hub, topic, std::make_shared<hub_subscriber>(ex)};
+    if (auto refused = hub.subscribe(topic, after, s.sub)) {
+        co_await ws.close(1013, refused->message); // try again later
+        co_return;
+    }
+    const auto reader = [&]() -> task<> {
+        for (;;) {
+            auto m = co_await ws.read();
+            if (!m)
+                co_return;
+        }
+    };
+    const auto writer = [&]() -> task<> {
+        for (;;) {
+            auto batch = s.sub->take();
+            if (batch.missed > 0) {
+                const nlohmann::ordered_json gap{{"type", "gap"}, {"missed", batch.missed}};
+                const auto text = gap.dump();
+                co_await ws.write(text);
+            }
+            if (batch.cut) {
+                const nlohmann::ordered_json cut{{"type", "error"}, {"code", "too_slow"}};
+                const auto text = cut.dump();
+                co_await ws.write(text);
+                co_await ws.close(1008, "too slow");
+                co_return;
+            }
+            for (const auto& m : batch.messages) {
+                const auto text =
+                    message_json(*m).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+                co_await ws.write(text);
+            }
+            if (batch.messages.empty() && batch.missed == 0)
+                co_await wait(*s.sub, std::chrono::steady_clock::time_point::max());
+        }
+    };
+    co_await (reader() || writer());
+}
+
 } // namespace
 
-void add_hub_routes(server_state& state) {
+void add_live_routes(server_state& state) {
     state.hub = std::make_unique<topic_hub>(state.options.hub);
     auto& r = state.routes;
+    // The echo route, upgraded: a WebSocket echo, and Docker's raw hijack (POST /echo with
+    // Upgrade: tcp) echoing bytes until the caller's EOF, then passing the EOF back.
+    if (!r.contains(http::verb::get, proto::paths::ws_echo))
+        r.get(proto::paths::ws_echo,
+              [](const request&, websocket& ws) -> task<> {
+                  for (;;) {
+                      auto m = co_await ws.read();
+                      if (!m)
+                          co_return;
+                      co_await ws.write(m->data, m->binary);
+                  }
+              })
+            .describe({.summary = "WebSocket echo",
+                       .description = "Upgrade: websocket; every text or binary message comes "
+                                      "back as it was sent.",
+                       .response_type = "*/*"});
+    r.add(http::verb::post, proto::paths::echo, [](const request&, upgraded_stream& up) -> task<> {
+        std::array<char, 16 * 1024> buf;
+        for (;;) {
+            const auto n = co_await up.read_some(buf);
+            if (n == 0)
+                break;
+            co_await up.write(std::string_view(buf.data(), n));
+        }
+        up.shutdown_write();
+    });
+
     if (!r.contains(http::verb::post, proto::paths::topic))
         r.post(proto::paths::topic,
                [&state](const request& req, response& res) {
@@ -268,6 +356,14 @@ void add_hub_routes(server_state& state) {
                            "the timeout. A subscriber that falls behind gets one error event "
                            "and is closed.",
                        .response_type = "text/event-stream"});
+    r.get(proto::paths::topic, [&state](const request& req, websocket& ws) -> task<> {
+        std::string topic(req.param("name"));
+        if (!topic_hub::valid_name(topic)) {
+            co_await ws.close(1008, bad_topic_name);
+            co_return;
+        }
+        co_await subscribe_websocket(state, req, ws, std::move(topic));
+    });
     if (!r.contains(http::verb::get, proto::paths::events))
         r.get(proto::paths::events,
               [&state](const request& req, response_stream& out) -> task<> {
