@@ -193,6 +193,33 @@ TEST_SUITE("hub") {
         CHECK(slow_body.ends_with("\"}\n"));
     }
 
+    TEST_CASE("CLI: udshttp events and udshttp -N print each message as it is published") {
+        daemon_fixture d;
+        child events({udshttp_path(), "events", "--json", d.unix_url("/topics/cli")}, d.dir);
+        child lines(
+            {udshttp_path(), "-N", "-H", "Accept: application/x-ndjson", d.unix_url("/topics/cli")},
+            d.dir);
+        client::client c;
+        REQUIRE(eventually([&] {
+            return metric_line(c, d, "udshttp_topic_subscribers{topic=\"cli\"}").ends_with(" 2");
+        }));
+        publish(c, d, "cli", "first");
+        CHECK(events.wait_for_output("{\"type\":\"message\",\"id\":\"1\",\"data\":\"first\"}\n"));
+        CHECK(lines.wait_for_output(
+            "\"id\":1,\"content_type\":\"text/plain\",\"data\":\"first\"}\n"));
+        publish(c, d, "cli", "second");
+        CHECK(events.wait_for_output("\"data\":\"second\"}\n"));
+        CHECK(lines.wait_for_output("\"data\":\"second\"}\n"));
+        CHECK_FALSE(events.wait(10ms)); // both still streaming
+        events.signal(SIGTERM);
+        lines.signal(SIGTERM);
+        events.wait();
+        lines.wait();
+        auto missing = run({udshttp_path(), "events", d.unix_url("/nope")}, d.dir);
+        CHECK(missing.code == 22);
+        CHECK(missing.err.find("404 Not Found: no route for GET /nope") != std::string::npos);
+    }
+
     TEST_CASE("events: every request answered, live") {
         daemon_fixture d;
         subscriber ev(d, "/events", "application/x-ndjson");

@@ -72,6 +72,32 @@ boost::system::result<command, usage_error> parse_cli(std::span<const std::strin
     }
     auto& c = cmd.options;
     c.options.timeout = std::chrono::milliseconds(0); // as curl: no deadline unless -m
+    if (!args.empty() && args[0] == "events") {
+        cmd.action = action::events;
+        for (std::size_t i = 1; i < args.size(); ++i) {
+            const auto& a = args[i];
+            if (a == "--json") {
+                c.events_json = true;
+            } else if (a == "--reconnect") {
+                c.reconnect = true;
+            } else if (a == "-s" || a == "--silent") {
+                c.silent = true;
+            } else if (a == "--unix-socket" || a == "--abstract-unix-socket") {
+                if (i + 1 >= args.size() || args[i + 1].empty())
+                    return usage_error{"option " + a + " needs a value"};
+                (a == "--unix-socket" ? c.unix_socket : c.abstract_socket) = args[++i];
+            } else if (a.size() > 1 && a[0] == '-') {
+                return usage_error{"events: unknown option '" + a + "'"};
+            } else if (c.url.empty()) {
+                c.url = a;
+            } else {
+                return usage_error{"events: more than one URL given"};
+            }
+        }
+        if (c.url.empty())
+            return usage_error{"usage: udshttp events [--json] [--reconnect] URL"};
+        return cmd;
+    }
     const auto words = split_words(args);
     for (std::size_t i = 0; i < words.size(); ++i) {
         std::string flag = words[i];
@@ -156,6 +182,8 @@ boost::system::result<command, usage_error> parse_cli(std::span<const std::strin
             c.show_error = true;
         } else if (flag == "-v" || flag == "--verbose") {
             c.verbose = true;
+        } else if (flag == "-N" || flag == "--no-buffer") {
+            c.no_buffer = true;
         } else if (flag == "-w" || flag == "--write-out") {
             c.write_out = next();
         } else if (flag == "--unix-socket") {
@@ -222,10 +250,16 @@ udshttp::result<std::string> load_data(const std::vector<data_part>& parts) {
 std::string_view help_text() noexcept {
     return R"(Usage: udshttp [OPTIONS] URL
        udshttp routes URL
+       udshttp events [--json] [--reconnect] URL
 
 Send one HTTP/1.1 request over a Unix socket or TCP and print the response body.
 "udshttp routes URL" lists the routes of the udshttp server at URL's endpoint (from its
 /openapi.json): method, path and summary, one per line.
+"udshttp events URL" subscribes to the Server-Sent Events at URL (a udshttpd topic,
+/topics/NAME, or any SSE endpoint) and prints each event's data as it arrives, one event per
+line (a type other than "message" comes first, as "TYPE: DATA"); --json prints each event as
+{"type","id","data"}; --reconnect resumes with Last-Event-ID when the stream ends or breaks.
+It ends with the stream (exit 0), or on an error with the exit code a request would have.
 
 URLs:
   http+unix://%2Frun%2Fapp.sock/hello     socket path, percent-encoded (/ is %2F)
@@ -249,8 +283,10 @@ Options (as curl's):
   -s, --silent                print no error messages
   -S, --show-error            print error messages even with -s
   -v, --verbose               print the request and response heads on stderr
-  (bodies stream to stdout or FILE as they arrive; with stderr on a terminal and no -s, a
-   progress line is shown for transfers over 4 MiB)
+  -N, --no-buffer             accepted for curl's scripts: bodies are never buffered
+  (bodies stream to stdout or FILE as they arrive, a chunk at a time, so an NDJSON or SSE
+   stream prints as it comes; with stderr on a terminal and no -s, a progress line is shown
+   for transfers over 4 MiB)
   -w, --write-out FORMAT      print FORMAT after the transfer: %{http_code},
                               %{size_download}, %{time_total}, %{content_type}, \n
       --unix-socket PATH      connect to the Unix socket PATH; the URL gives the target

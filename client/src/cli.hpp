@@ -55,6 +55,9 @@ struct cli_options {
     bool silent = false;
     bool show_error = false;
     bool verbose = false;
+    bool no_buffer = false;   // -N: accepted as curl's; the body is never buffered anyway
+    bool events_json = false; // events --json: one JSON object per event
+    bool reconnect = false;   // events --reconnect: resume with Last-Event-ID when it ends
     std::string output{};
     std::string write_out{};
     std::string unix_socket{};
@@ -67,11 +70,11 @@ struct cli_options {
     std::string effective_method() const;
 };
 
-enum class action { request, help, version, routes };
+enum class action { request, help, version, routes, events };
 
 struct command {
     cli::action action = action::request;
-    cli_options options{}; // for routes: only url
+    cli_options options{}; // for routes: only url; for events: url, the socket and its flags
 };
 
 struct usage_error {

@@ -203,16 +203,8 @@ namespace {
 result<nlohmann::json> json_answer(const std::string& what, result<response> r) {
     if (!r)
         return r.error();
-    if (!r->ok()) {
-        const auto body = r->error_body();
-        auto code = body ? errc_from_code_string(body->code) : std::nullopt;
-        if (!code)
-            code = errc_from_http_status(r->status);
-        std::string message = what + ": " + std::to_string(r->status) + " " + r->reason;
-        if (body && !body->message.empty())
-            message += ": " + body->message;
-        return error{make_error_code(code.value_or(errc::protocol_error)), std::move(message)};
-    }
+    if (!r->ok())
+        return detail::answer_error(what, *r);
     auto j = proto::parse_json(r->body);
     if (!j)
         return error{j.error().code, what + ": " + j.error().message};

@@ -3,6 +3,7 @@
 #include "cli.hpp"
 
 #include <udshttp/client/client.hpp>
+#include <udshttp/client/stream.hpp>
 #include <udshttp/proto/units.hpp>
 #include <udshttp/proto/url.hpp>
 #include <udshttp/proto/version.hpp>
@@ -93,6 +94,16 @@ int exit_code_for(const udshttp::error& e) {
         return weird_reply;
     case errc::invalid_request:
         return bad_argument;
+    case errc::bad_request:
+    case errc::forbidden:
+    case errc::not_found:
+    case errc::method_not_allowed:
+    case errc::request_timeout:
+    case errc::payload_too_large:
+    case errc::header_fields_too_large:
+    case errc::internal_error:
+    case errc::service_unavailable:
+        return http_error; // an error status (udshttp events), as curl -f says it
     default:
         return recv_error;
     }
@@ -239,6 +250,35 @@ int list_routes(const std::string& url_text) {
     return ok;
 }
 
+// udshttp events URL: each event's data as it arrives, one per line.
+int print_events(cli& c) {
+    udshttp::client::client client(c.options);
+    const auto url = effective_url(c);
+    auto r = udshttp::client::read_events(
+        client, url,
+        [&](const udshttp::client::sse_event& e) {
+            if (c.events_json) {
+                const nlohmann::ordered_json j{{"type", e.type}, {"id", e.id}, {"data", e.data}};
+                std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+            } else {
+                if (e.type != "message")
+                    std::cout << e.type << ": ";
+                std::cout << e.data;
+            }
+            std::cout << '\n' << std::flush; // as it arrives, also into a pipe
+            return static_cast<bool>(std::cout);
+        },
+        {.headers = c.headers, .reconnect = c.reconnect});
+    if (!std::cout)
+        return write_error;
+    if (!r) {
+        if (c.errors_shown())
+            std::cerr << "udshttp: " << r.error().message << '\n';
+        return exit_code_for(r.error());
+    }
+    return ok;
+}
+
 int main(int argc, char** argv) {
     const std::vector<std::string> args(argv + 1, argv + argc);
     auto command = parse_cli(args);
@@ -255,6 +295,8 @@ int main(int argc, char** argv) {
         return ok;
     case action::routes:
         return list_routes(command->options.url);
+    case action::events:
+        return print_events(command->options);
     case action::request:
         break;
     }

@@ -86,4 +86,15 @@ http::request<http::buffer_body> make_message(const request& req, const proto::u
     return msg;
 }
 
+error answer_error(const std::string& what, const response& r) {
+    const auto body = r.error_body();
+    auto code = body ? errc_from_code_string(body->code) : std::nullopt;
+    if (!code)
+        code = errc_from_http_status(r.status);
+    std::string message = what + ": " + std::to_string(r.status) + " " + r.reason;
+    if (body && !body->message.empty())
+        message += ": " + body->message;
+    return error{make_error_code(code.value_or(errc::protocol_error)), std::move(message)};
+}
+
 } // namespace udshttp::client::detail

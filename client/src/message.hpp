@@ -24,6 +24,10 @@ std::optional<std::string> refuse_to_send(const request& req);
 boost::beast::http::request<boost::beast::http::buffer_body>
 make_message(const request& req, const proto::url& u, const client_options& options);
 
+// The error for a response whose status is not 2xx: "WHAT: 404 Not Found: <the server's
+// message>", with the errc of the server's error code (else of the status).
+error answer_error(const std::string& what, const response& r);
+
 // GET, HEAD, PUT, DELETE, OPTIONS, TRACE (RFC 9110 9.2.2).
 bool idempotent(std::string_view method) noexcept;
 

@@ -125,3 +125,19 @@ TEST_SUITE("internal") {
     }
 
 } // TEST_SUITE
+
+TEST_SUITE("internal") {
+    TEST_CASE("cli: udshttp events and -N") {
+        const auto e =
+            parse({"events", "--json", "--reconnect", "--unix-socket", "/s", "http://x/t"});
+        CHECK(e.action == action::events);
+        CHECK(e.options.events_json);
+        CHECK(e.options.reconnect);
+        CHECK(e.options.unix_socket == "/s");
+        CHECK(e.options.url == "http://x/t");
+        CHECK(error_of({"events"}) == "usage: udshttp events [--json] [--reconnect] URL");
+        CHECK(error_of({"events", "--frob", "http://x/"}) == "events: unknown option '--frob'");
+        CHECK(parse({"-N", "http://x/"}).options.no_buffer);
+        CHECK(parse({"--no-buffer", "http://x/"}).options.no_buffer);
+    }
+}
