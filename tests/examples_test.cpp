@@ -216,6 +216,54 @@ TEST_SUITE("e2e") {
         CHECK_FALSE(std::filesystem::exists(sock));
     }
 
+    TEST_CASE("examples live_server and watch_topic: a waiting route - a stream - a "
+              "WebSocket - a follower") {
+        temp_dir dir;
+        const auto sock = dir.file("live.sock");
+        child app({std::string(UDSHTTP_TEST_EXAMPLES) + "/live_server", sock}, dir);
+        REQUIRE_MESSAGE(app.wait_for_output("listening on"), app.err());
+        const auto url = [&](const std::string& t) {
+            return proto::make_url(proto::endpoint::unix_path(sock), t);
+        };
+        client::client c;
+        CHECK(response_of(c.get(url("/slow?ms=50"))).body == "waited 50 ms\n");
+        {
+            raw_socket ticks(proto::endpoint::unix_path(sock));
+            REQUIRE(ticks.send("GET /ticks HTTP/1.1\r\nHost: x\r\n\r\n"));
+            std::string got;
+            CHECK(read_until(ticks, got, "{\"n\":2,\"type\":\"tick\"}\n"));
+        }
+        if (require_python_module("websockets", "python3-websockets")) {
+            auto py = run({"/usr/bin/python3", "-c",
+                           "import asyncio, sys, websockets.client as w\n"
+                           "async def m():\n"
+                           "    async with w.unix_connect(sys.argv[1], 'ws://x/shout') as ws:\n"
+                           "        await ws.send('hi there'); print(await ws.recv())\n"
+                           "asyncio.run(m())\n",
+                           sock},
+                          dir);
+            CHECK(py.out == "HI THERE\n");
+        }
+        app.signal(SIGTERM);
+        CHECK(app.wait(10s) == 0);
+
+        // watch_topic follows a udshttpd topic and stops after the count.
+        const auto dsock = dir.file("d.sock");
+        child d({udshttpd_path(), "--listen", dsock}, dir);
+        REQUIRE_MESSAGE(d.wait_for_output("listening on"), d.err());
+        const auto topic = proto::make_url(proto::endpoint::unix_path(dsock), "/topics/jobs");
+        child watch({std::string(UDSHTTP_TEST_EXAMPLES) + "/watch_topic", topic, "2"}, dir);
+        REQUIRE(eventually([&] {
+            auto m = c.get(proto::make_url(proto::endpoint::unix_path(dsock), "/metrics"));
+            return m &&
+                   m->body.find("udshttp_topic_subscribers{topic=\"jobs\"} 1") != std::string::npos;
+        }));
+        REQUIRE(response_of(c.post(topic, "job 1 done", "text/plain")).status == 200);
+        REQUIRE(response_of(c.post(topic, "job 2 done", "text/plain")).status == 200);
+        CHECK(watch.wait(10s) == 0);
+        CHECK(watch.out() == "1 job 1 done\n2 job 2 done\n");
+    }
+
     TEST_CASE("example call_service and curl_calls.sh against udshttpd") {
         temp_dir dir;
         const auto sock = dir.file("d.sock");
