@@ -4,6 +4,7 @@
 #include "support/support.hpp"
 
 #include <udshttp/client/stream.hpp>
+#include <udshttp/client/websocket.hpp>
 #include <udshttp/service/async.hpp>
 
 #include <boost/asio/co_spawn.hpp>
@@ -157,5 +158,49 @@ TEST_SUITE("client") {
         REQUIRE_FALSE(missing);
         CHECK(missing.error().code == errc::not_found);
         CHECK(missing.error().message.find("no route for GET /nope") != std::string::npos);
+    }
+
+    TEST_CASE_TEMPLATE("websocket client: ws+unix and ws URLs - text and binary - close codes - "
+                       "a refused upgrade names its status",
+                       T, unix_transport, tcp_transport) {
+        transport_fixture<T> srv;
+        const auto ws_url = [&](const std::string& target) {
+            return "ws" + srv.url(target).substr(4); // http+unix://... -> ws+unix://...
+        };
+        auto ws = client::websocket::connect(ws_url("/ws/echo"));
+        REQUIRE_MESSAGE(ws, (ws ? "" : ws.error().message));
+        REQUIRE(ws->send("hello"));
+        auto m = ws->receive();
+        REQUIRE(m);
+        REQUIRE(*m);
+        CHECK((*m)->data == "hello");
+        CHECK_FALSE((*m)->binary);
+        const std::string bytes("\0\1\xff", 3);
+        REQUIRE(ws->send(bytes, true));
+        m = ws->receive();
+        REQUIRE((m && *m));
+        CHECK((*m)->data == bytes);
+        CHECK((*m)->binary);
+        REQUIRE(ws->close(1000));
+
+        // A topic over WebSocket, published over HTTP.
+        auto sub = client::websocket::connect(ws_url("/topics/ws-client"));
+        REQUIRE(sub);
+        client::client c;
+        REQUIRE(eventually([&] {
+            auto r = c.post(srv.url("/topics/ws-client"), "news", "text/plain");
+            return r && r->status == 200;
+        }));
+        auto got = sub->receive();
+        REQUIRE((got && *got));
+        CHECK(nlohmann::json::parse((*got)->data)["data"] == "news");
+
+        auto refused = client::websocket::connect(ws_url("/nope"));
+        REQUIRE_FALSE(refused);
+        CHECK(refused.error().code == errc::not_found);
+        CHECK(refused.error().message.find("404 Not Found") != std::string::npos);
+        auto nobody = client::websocket::connect("ws+unix://%2Fno%2Fsuch.sock/ws");
+        REQUIRE_FALSE(nobody);
+        CHECK(nobody.error().code == errc::no_such_socket);
     }
 }

@@ -106,12 +106,14 @@ result<url> url::parse(std::string_view text) {
     if (const auto path = u.encoded_path(); !path.empty() && path.front() != '/')
         return invalid(text, "the authority must end at ':port' or '/' (bad port or host?)");
     const auto scheme = u.scheme();
-    if (scheme == "http+unix" || scheme == "unix")
+    // ws+unix:// and ws:// name the same endpoints and targets, for WebSocket clients.
+    if (scheme == "http+unix" || scheme == "unix" || scheme == "ws+unix")
         return parse_unix_url(text, u);
-    if (scheme == "http")
+    if (scheme == "http" || scheme == "ws")
         return parse_http_url(text, u);
     std::string msg = "unsupported scheme '";
-    msg.append(scheme).append("' in '").append(text).append("'; use http+unix:// or http://");
+    msg.append(scheme).append("' in '").append(text).append(
+        "'; use http+unix:// or http:// (ws+unix:// or ws:// for a WebSocket)");
     return error{make_error_code(errc::unsupported_scheme), std::move(msg)};
 }
 

@@ -252,38 +252,53 @@ task<> subscribe_websocket(server_state& state, const request& req, websocket& w
         co_await ws.close(1013, refused->message); // try again later
         co_return;
     }
+    // The two halves end each other by hand, not through cancellation: the reader, when the
+    // connection closes or breaks, sets `over` and wakes the writer; the writer, when it is
+    // done (cut, or its write failed), closes the WebSocket, which ends the reader's read.
+    // (Asio 1.81's operator|| did not deliver its cancellation to a writer waiting on the
+    // hub's timer: a subscriber whose peer vanished stayed until the drain timeout.)
+    bool over = false;
     const auto reader = [&]() -> task<> {
-        for (;;) {
-            auto m = co_await ws.read();
-            if (!m)
-                co_return;
+        try {
+            for (;;) {
+                auto m = co_await ws.read();
+                if (!m)
+                    break;
+            }
+        } catch (const boost::system::system_error&) {
         }
+        over = true;
+        s.sub->wake.cancel();
     };
     const auto writer = [&]() -> task<> {
-        for (;;) {
-            auto batch = s.sub->take();
-            if (batch.missed > 0) {
-                const nlohmann::ordered_json gap{{"type", "gap"}, {"missed", batch.missed}};
-                const auto text = gap.dump();
-                co_await ws.write(text);
+        try {
+            while (!over) {
+                auto batch = s.sub->take();
+                if (batch.missed > 0) {
+                    const nlohmann::ordered_json gap{{"type", "gap"}, {"missed", batch.missed}};
+                    const auto text = gap.dump();
+                    co_await ws.write(text);
+                }
+                if (batch.cut) {
+                    const nlohmann::ordered_json cut{{"type", "error"}, {"code", "too_slow"}};
+                    const auto text = cut.dump();
+                    co_await ws.write(text);
+                    break;
+                }
+                for (const auto& m : batch.messages) {
+                    const auto text = message_json(*m).dump(
+                        -1, ' ', false, nlohmann::json::error_handler_t::replace);
+                    co_await ws.write(text);
+                }
+                if (batch.messages.empty() && batch.missed == 0 && !over)
+                    co_await wait(*s.sub, std::chrono::steady_clock::time_point::max());
             }
-            if (batch.cut) {
-                const nlohmann::ordered_json cut{{"type", "error"}, {"code", "too_slow"}};
-                const auto text = cut.dump();
-                co_await ws.write(text);
-                co_await ws.close(1008, "too slow");
-                co_return;
-            }
-            for (const auto& m : batch.messages) {
-                const auto text =
-                    message_json(*m).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-                co_await ws.write(text);
-            }
-            if (batch.messages.empty() && batch.missed == 0)
-                co_await wait(*s.sub, std::chrono::steady_clock::time_point::max());
+        } catch (const boost::system::system_error&) {
         }
+        if (!over)
+            co_await ws.close(1008, "too slow"); // or the write failed: the reader ends now
     };
-    co_await (reader() || writer());
+    co_await (reader() && writer());
 }
 
 } // namespace

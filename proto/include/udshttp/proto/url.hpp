@@ -6,6 +6,7 @@
 ///   http+unix://%2Frun%2Fapp.sock/hello?x=1   socket path, percent-encoded as the authority
 ///   http+unix://%40name/hello                  abstract socket (%00name works too)
 ///   http://127.0.0.1:8080/hello                TCP (IPv6 as [::1]; port 80 when omitted)
+///   ws+unix://..., ws://...                    the same endpoints, for a WebSocket
 ///
 /// Percent-decoding is plain RFC 3986 decoding: a '+' stays a '+'.
 
@@ -24,7 +25,8 @@ struct url {
     std::string
         host{}; ///< the Host header to send: "localhost" over Unix sockets, else host[:port]
 
-    /// Parses an http+unix:// or http:// URL. Errors name the URL and what is wrong.
+    /// Parses an http+unix:// or http:// URL (or ws+unix://, ws://). Errors name the URL and
+    /// what is wrong.
     static result<url> parse(std::string_view text);
 
     /// The canonical URL string (http+unix://%2F.../target or http://host:port/target).
