@@ -15,7 +15,11 @@ these together until the time is up:
   flood     bursts of connections beyond --max-connections (503 for the excess)
   refused   bursts of connections to a second udshttpd whose --allow-uid refuses this user
             (403 at once, or closed unanswered beyond its refusal budget)
-Then: every good request must have had the right answer, the server must still answer, its
+  streams   a publisher on a topic; SSE and NDJSON subscribers that come and go, and slow
+            ones that read nothing and vanish; WebSocket echo sessions and topic
+            subscriptions (python3-websockets), half of them dropped without a close frame
+Then: every good request must have had the right answer, the server must still answer, the
+topic must have no subscriber left, its
 open descriptors must be back to where they were before the load, its peak resident memory
 (VmHWM) under the bound, and SIGTERM must end it with exit 0 and its socket file gone. Prints
 a summary table; exits 0 only if all of that holds. Only local sockets; it stops by itself.
@@ -277,6 +281,18 @@ async def refused_flood(path: str, stop: float, st: Stats) -> None:
         await asyncio.sleep(0.2)
 
 
+async def topic_subscribers(t: Target) -> int:
+    """The soak topic's subscribers now, from /metrics (-1 if it cannot say)."""
+    reader, writer = await t.open(0)
+    try:
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: soak\r\n\r\n")
+        _, _, body = await asyncio.wait_for(read_response(reader), 10)
+        m = re.search(rb'udshttp_topic_subscribers\{topic="soak"\} (\d+)', body)
+        return int(m.group(1)) if m else -1
+    finally:
+        writer.close()
+
+
 def terminate(proc: subprocess.Popen):
     """SIGTERM, then the exit code (or why there is none) within 10 s."""
     proc.send_signal(signal.SIGTERM)
@@ -306,6 +322,79 @@ async def settle(pid: int, baseline: int, t: Target) -> int:
             break
         await asyncio.sleep(0.1)
     return fds
+
+
+async def publisher(t: Target, stop: float, st: Stats) -> None:
+    """Publishes to the soak topic every 20 ms, for the subscribers below."""
+    n = 0
+    while time.monotonic() < stop:
+        n += 1
+        body = f"message {n}".encode()
+        status = await one_shot(t, 0, b"POST /topics/soak HTTP/1.1\r\nHost: soak\r\n"
+                                b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        if status == 503:
+            st.add("streams: publish refused at the limit (503)")
+        else:
+            st.add("streams: published" if status == 200 else f"streams: publish UNEXPECTED {status}")
+        await asyncio.sleep(0.02)
+
+
+async def subscriber(t: Target, i: int, stop: float, st: Stats) -> None:
+    """Subscribes (SSE or NDJSON, Unix or TCP), reads for a while, leaves; again. Every other
+    one is slow: it reads nothing for a while, then vanishes."""
+    rng = random.Random(1000 + i)
+    while time.monotonic() < stop:
+        try:
+            reader, writer = await t.open(i)
+            accept = "text/event-stream" if rng.random() < 0.5 else "application/x-ndjson"
+            writer.write(f"GET /topics/soak HTTP/1.1\r\nHost: soak\r\nAccept: {accept}\r\n"
+                         "\r\n".encode())
+            await writer.drain()
+            if i % 2:  # slow: never reads, then gone
+                await asyncio.sleep(rng.uniform(0.5, 2))
+                st.add("streams: slow subscriber vanished")
+            else:
+                until = time.monotonic() + rng.uniform(0.2, 1)
+                got = b""
+                while time.monotonic() < until and b"message" not in got:
+                    got += await asyncio.wait_for(reader.read(65536), 5)
+                st.add("streams: subscriber got messages" if b"message" in got
+                       else "streams: subscriber got none WRONG")
+            writer.transport.abort()
+        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError):
+            st.add("streams: refused or reset (at the limit)")
+        await asyncio.sleep(0.05)
+
+
+async def websocket_client(path: str, i: int, stop: float, st: Stats) -> None:
+    """Echoes over /ws/echo and follows the topic over WebSocket, coming and going."""
+    try:
+        from websockets.client import unix_connect
+        import websockets
+    except ImportError:
+        st.add("websocket: skipped (python3-websockets missing)")
+        return
+    rng = random.Random(2000 + i)
+    while time.monotonic() < stop:
+        try:
+            target = "ws://soak/ws/echo" if i % 2 else "ws://soak/topics/soak"
+            async with unix_connect(path, target, open_timeout=10) as ws:
+                if i % 2:
+                    for _ in range(rng.randint(1, 20)):
+                        payload = rng.randbytes(rng.randint(1, 4096))
+                        await ws.send(payload)
+                        if await asyncio.wait_for(ws.recv(), 10) != payload:
+                            st.add("websocket: echo WRONG")
+                            return
+                    st.add("websocket: echo sessions")
+                else:
+                    await asyncio.wait_for(ws.recv(), 10)
+                    st.add("websocket: topic messages")
+                if rng.random() < 0.5:
+                    ws.transport.abort()  # vanish without a close frame
+        except (OSError, asyncio.TimeoutError, websockets.WebSocketException):
+            st.add("websocket: refused or reset (at the limit)")
+        await asyncio.sleep(0.05)
 
 
 async def soak(args, dir_: str) -> int:
@@ -352,6 +441,9 @@ async def soak(args, dir_: str) -> int:
         tasks += [bad_requests(t, i, stop, st) for i in range(4)]
         tasks += [flood(t, stop, st)]
         tasks += [refused_flood(refusing_path, stop, st)]
+        tasks += [publisher(t, stop, st)]
+        tasks += [subscriber(t, i, stop, st) for i in range(6)]
+        tasks += [websocket_client(path, i, stop, st) for i in range(4)]
         await asyncio.gather(*tasks)
 
         fds_after = await settle(proc.pid, fds_before, t)
@@ -363,6 +455,7 @@ async def soak(args, dir_: str) -> int:
         rss_after = status_kib(proc.pid, "VmRSS")
         peak = status_kib(proc.pid, "VmHWM")
         still = await one_shot(t, 1, b"GET /hello/after HTTP/1.1\r\nHost: soak\r\n\r\n")
+        subscribers_left = await topic_subscribers(t)
         code = terminate(proc)
         gone = not os.path.exists(path)
 
@@ -374,6 +467,7 @@ async def soak(args, dir_: str) -> int:
                   f"{rss_before / 1024:.1f} / {rss_after / 1024:.1f}"),
                  ("server: peak RSS (MiB), bound", f"{peak / 1024:.1f}, {args.rss_bound_mib}"),
                  ("server: answers after the soak", "yes" if still == 200 else f"NO ({still})"),
+                 ("server: topic subscribers left", str(subscribers_left)),
                  ("server: SIGTERM exit code", str(code)),
                  ("server: socket file removed", "yes" if gone else "NO"),
                  ("refusing server: fds before / after",
@@ -392,7 +486,7 @@ async def soak(args, dir_: str) -> int:
         bad = [k for k in st.counts if "WRONG" in k or "UNEXPECTED" in k or "NOT cut" in k]
         log_bound = 20 * (args.duration + 2) + 5
         ok = (not bad and good > 0 and fds_after == fds_before and peak <= args.rss_bound_mib * 1024
-              and still == 200 and code == 0 and gone and refusing_fds_after == refusing_fds_before
+              and still == 200 and subscribers_left == 0 and code == 0 and gone and refusing_fds_after == refusing_fds_before
               and refusing_peak <= args.rss_bound_mib * 1024 and refusing_code == 0
               and refusing_log <= log_bound and st.counts.get("refused: 403 at once", 0) > 0)
         print("soak: passed" if ok else "soak: FAILED")
