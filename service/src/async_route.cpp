@@ -227,6 +227,8 @@ awaitable<bool> stream_call::send(bool last) {
     c.slot.arm(c.opt.idle_timeout); // the write-stall deadline
     auto [ec, written] = co_await asio::async_write(c.socket, std::span(parts.data(), n));
     c.slot.disarm();
+    if (head_.capacity() > 0)
+        std::string().swap(head_); // sent: an idle stream keeps none of it
     sent_ += written;
     c.w.stats.bytes_sent.add(written);
     co_return !ec && !c.slot.timed_out;
@@ -234,6 +236,10 @@ awaitable<bool> stream_call::send(bool last) {
 
 awaitable<bool> stream_call::run(const route_match& match, clock::time_point start) {
     c.slot.disarm(); // between writes no deadline: the heartbeat and the watch do that work
+    // A stream may idle for hours: it holds no read buffer meanwhile (bytes of a pipelined
+    // request stay in the socket until the stream ends).
+    if (c.buffer.size() == 0)
+        c.buffer.shrink_to_fit();
     response_stream stream(*this);
     call.spawn([&] { return c.state.routes.call(match, req, stream); });
     call.watch();

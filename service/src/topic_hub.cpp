@@ -145,8 +145,7 @@ hub_subscriber::batch hub_subscriber::take() {
     std::lock_guard lock(hub_->mutex_);
     b.cut = cut_;
     b.missed = std::exchange(missed_, 0);
-    b.messages.assign(queue_.begin(), queue_.end());
-    queue_.clear();
+    b.messages.swap(queue_); // the queue's storage goes with the batch, so an idle one holds none
     queued_bytes_ = 0;
     if (b.messages.empty() && !b.cut)
         waiting_ = true;

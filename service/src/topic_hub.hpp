@@ -55,7 +55,9 @@ public:
 
 private:
     friend class topic_hub;
-    std::deque<hub_message_ptr> queue_; // guarded by the hub's mutex
+    // Guarded by the hub's mutex. A vector, not a deque: libstdc++'s deque allocates 576 bytes
+    // even when empty, and an idle subscriber's queue is empty.
+    std::vector<hub_message_ptr> queue_;
     std::size_t queued_bytes_ = 0;
     std::uint64_t missed_ = 0;
     bool waiting_ = false;
