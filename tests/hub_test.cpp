@@ -220,6 +220,31 @@ TEST_SUITE("hub") {
         CHECK(missing.err.find("404 Not Found: no route for GET /nope") != std::string::npos);
     }
 
+    TEST_CASE("CLI: udshttp ws sends stdin lines and prints what comes back - a topic over ws") {
+        daemon_fixture d;
+        const auto ws_url = [&](const std::string& target) {
+            return "ws" + d.unix_url(target).substr(4);
+        };
+        write_file(d.dir.file("lines"), "hello\nworld");
+        auto echo = run({udshttp_path(), "ws", ws_url("/ws/echo")}, d.dir,
+                        {.stdin_file = d.dir.file("lines")});
+        CHECK(echo.code == 0);
+        CHECK(echo.out == "hello\nworld\n");
+        // A subscription prints messages as they are published, until the server closes.
+        child sub({udshttp_path(), "ws", ws_url("/topics/wscli")}, d.dir);
+        client::client c;
+        REQUIRE(eventually([&] {
+            return metric_line(c, d, "udshttp_topic_subscribers{topic=\"wscli\"}").ends_with(" 1");
+        }));
+        publish(c, d, "wscli", "over ws");
+        CHECK(sub.wait_for_output("\"data\":\"over ws\"}\n"));
+        d.proc->signal(SIGTERM); // the drain closes it with 1001: the CLI ends cleanly
+        CHECK(sub.wait(10s) == 0);
+        auto missing =
+            run({udshttp_path(), "ws", ws_url("/nope")}, d.dir, {.stdin_file = "/dev/null"});
+        CHECK(missing.code == 7); // the server is gone by now: cannot connect
+    }
+
     TEST_CASE("events: every request answered, live") {
         daemon_fixture d;
         subscriber ev(d, "/events", "application/x-ndjson");

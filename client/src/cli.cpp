@@ -72,14 +72,24 @@ boost::system::result<command, usage_error> parse_cli(std::span<const std::strin
     }
     auto& c = cmd.options;
     c.options.timeout = std::chrono::milliseconds(0); // as curl: no deadline unless -m
-    if (!args.empty() && args[0] == "events") {
-        cmd.action = action::events;
+    if (!args.empty() && (args[0] == "events" || args[0] == "ws")) {
+        const bool ws = args[0] == "ws";
+        cmd.action = ws ? action::ws : action::events;
         for (std::size_t i = 1; i < args.size(); ++i) {
             const auto& a = args[i];
-            if (a == "--json") {
+            if (!ws && a == "--json") {
                 c.events_json = true;
-            } else if (a == "--reconnect") {
+            } else if (!ws && a == "--reconnect") {
                 c.reconnect = true;
+            } else if (ws && a == "--binary") {
+                c.binary = true;
+            } else if (ws && a == "--linger") {
+                if (i + 1 >= args.size())
+                    return usage_error{"option --linger needs a value"};
+                auto d = proto::parse_duration(args[++i]);
+                if (!d)
+                    return usage_error{"--linger: " + d.error().message};
+                c.linger = *d;
             } else if (a == "-s" || a == "--silent") {
                 c.silent = true;
             } else if (a == "--unix-socket" || a == "--abstract-unix-socket") {
@@ -87,15 +97,16 @@ boost::system::result<command, usage_error> parse_cli(std::span<const std::strin
                     return usage_error{"option " + a + " needs a value"};
                 (a == "--unix-socket" ? c.unix_socket : c.abstract_socket) = args[++i];
             } else if (a.size() > 1 && a[0] == '-') {
-                return usage_error{"events: unknown option '" + a + "'"};
+                return usage_error{args[0] + ": unknown option '" + a + "'"};
             } else if (c.url.empty()) {
                 c.url = a;
             } else {
-                return usage_error{"events: more than one URL given"};
+                return usage_error{args[0] + ": more than one URL given"};
             }
         }
         if (c.url.empty())
-            return usage_error{"usage: udshttp events [--json] [--reconnect] URL"};
+            return usage_error{ws ? "usage: udshttp ws [--binary] [--linger DUR] URL"
+                                  : "usage: udshttp events [--json] [--reconnect] URL"};
         return cmd;
     }
     const auto words = split_words(args);
@@ -251,6 +262,7 @@ std::string_view help_text() noexcept {
     return R"(Usage: udshttp [OPTIONS] URL
        udshttp routes URL
        udshttp events [--json] [--reconnect] URL
+       udshttp ws [--binary] [--linger DUR] URL
 
 Send one HTTP/1.1 request over a Unix socket or TCP and print the response body.
 "udshttp routes URL" lists the routes of the udshttp server at URL's endpoint (from its
@@ -260,6 +272,11 @@ Send one HTTP/1.1 request over a Unix socket or TCP and print the response body.
 line (a type other than "message" comes first, as "TYPE: DATA"); --json prints each event as
 {"type","id","data"}; --reconnect resumes with Last-Event-ID when the stream ends or breaks.
 It ends with the stream (exit 0), or on an error with the exit code a request would have.
+"udshttp ws URL" opens a WebSocket (ws+unix://%2Frun%2Fapp.sock/path, ws://host:port/path,
+or the http forms), sends each line of stdin as a message (--binary: as binary ones) and
+prints each message it receives on its own line, as it arrives. When stdin ends it prints
+the answers still coming until the server has been quiet for --linger (default 1s), then
+closes; it ends earlier when the server closes.
 
 URLs:
   http+unix://%2Frun%2Fapp.sock/hello     socket path, percent-encoded (/ is %2F)

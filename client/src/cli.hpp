@@ -8,6 +8,7 @@
 
 #include <boost/system/result.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -58,6 +59,8 @@ struct cli_options {
     bool no_buffer = false;   // -N: accepted as curl's; the body is never buffered anyway
     bool events_json = false; // events --json: one JSON object per event
     bool reconnect = false;   // events --reconnect: resume with Last-Event-ID when it ends
+    bool binary = false;      // ws --binary: send lines as binary messages
+    std::chrono::milliseconds linger{1'000}; // ws --linger: quiet time after stdin ends
     std::string output{};
     std::string write_out{};
     std::string unix_socket{};
@@ -70,7 +73,7 @@ struct cli_options {
     std::string effective_method() const;
 };
 
-enum class action { request, help, version, routes, events };
+enum class action { request, help, version, routes, events, ws };
 
 struct command {
     cli::action action = action::request;

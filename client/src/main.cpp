@@ -4,6 +4,7 @@
 
 #include <udshttp/client/client.hpp>
 #include <udshttp/client/stream.hpp>
+#include <udshttp/client/websocket.hpp>
 #include <udshttp/proto/units.hpp>
 #include <udshttp/proto/url.hpp>
 #include <udshttp/proto/version.hpp>
@@ -279,6 +280,24 @@ int print_events(cli& c) {
     return ok;
 }
 
+// udshttp ws URL: stdin lines out as messages, messages in as lines.
+int relay_websocket(cli& c) {
+    const auto url = effective_url(c);
+    auto ws = udshttp::client::websocket::connect(url);
+    if (!ws) {
+        std::cerr << "udshttp: " << ws.error().message << '\n';
+        return exit_code_for(ws.error());
+    }
+    auto r = ws->relay(STDIN_FILENO, std::cout, c.binary, c.linger);
+    if (!std::cout)
+        return write_error;
+    if (!r) {
+        std::cerr << "udshttp: " << r.error().message << '\n';
+        return exit_code_for(r.error());
+    }
+    return ok;
+}
+
 int main(int argc, char** argv) {
     const std::vector<std::string> args(argv + 1, argv + argc);
     auto command = parse_cli(args);
@@ -297,6 +316,8 @@ int main(int argc, char** argv) {
         return list_routes(command->options.url);
     case action::events:
         return print_events(command->options);
+    case action::ws:
+        return relay_websocket(command->options);
     case action::request:
         break;
     }

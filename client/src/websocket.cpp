@@ -10,8 +10,16 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/websocket/stream.hpp>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <ostream>
 
 namespace udshttp::client {
 
@@ -126,6 +134,96 @@ result<void> websocket::close(std::uint16_t code, std::string_view reason) {
              ec);
     if (ec && ec != websocket_ns::error::closed)
         return impl_->fail("close", ec);
+    return {};
+}
+
+result<void> websocket::relay(int in, std::ostream& out, bool binary,
+                              std::chrono::milliseconds linger) {
+    namespace asio = detail::asio;
+    auto& k = *impl_;
+    auto& ws = *k.ws;
+    ws.binary(binary);
+    std::optional<error> failed;
+    bool closed = false;
+    auto last_heard = detail::clock::now();
+    asio::steady_timer quiet(k.ctx);
+
+    // Messages as they arrive, until the connection closes.
+    const auto reader = [&]() -> detail::awaitable<> {
+        for (;;) {
+            k.in.clear();
+            auto [ec, n] = co_await ws.async_read(k.in, detail::io::use_tuple{});
+            if (ec) {
+                if (ec == websocket_ns::error::closed)
+                    k.peer_code = static_cast<std::uint16_t>(ws.reason().code);
+                else if (ec != asio::error::operation_aborted && !closed)
+                    failed = k.fail("receive", ec);
+                break;
+            }
+            out << boost::beast::buffers_to_string(k.in.data()) << '\n' << std::flush;
+            last_heard = detail::clock::now();
+        }
+        closed = true;
+        quiet.cancel();
+    };
+    // Lines to send: a regular file is read at once, a pipe or terminal as it comes.
+    const auto writer = [&]() -> detail::awaitable<> {
+        struct stat st {};
+        std::optional<asio::posix::stream_descriptor> stream;
+        std::string pending;
+        if (::fstat(in, &st) == 0 && S_ISREG(st.st_mode)) {
+            char buf[65536];
+            for (ssize_t n; (n = ::read(in, buf, sizeof buf)) > 0;)
+                pending.append(buf, static_cast<std::size_t>(n));
+            if (!pending.empty() && pending.back() != '\n')
+                pending += '\n';
+        } else {
+            stream.emplace(k.ctx, ::dup(in));
+        }
+        for (;;) {
+            while (!closed) {
+                const auto nl = pending.find('\n');
+                if (nl == std::string::npos)
+                    break;
+                auto [ec, n] = co_await ws.async_write(asio::buffer(pending.data(), nl),
+                                                       detail::io::use_tuple{});
+                pending.erase(0, nl + 1);
+                if (ec) {
+                    if (!closed)
+                        failed = k.fail("send", ec);
+                    co_return;
+                }
+            }
+            if (closed || !stream)
+                break;
+            auto [ec, n] = co_await asio::async_read_until(*stream, asio::dynamic_buffer(pending),
+                                                           '\n', detail::io::use_tuple{});
+            if (ec) { // the end of the input (or it cannot be read further)
+                if (!pending.empty())
+                    pending += '\n';
+                stream.reset();
+            }
+        }
+        // Answers may still come: print them until the server has been quiet for `linger`.
+        while (!closed) {
+            quiet.expires_at(last_heard + linger);
+            auto [ec] = co_await quiet.async_wait(detail::io::use_tuple{});
+            if (!closed && !ec && detail::clock::now() >= last_heard + linger)
+                break;
+        }
+        if (closed)
+            co_return;
+        closed = true;
+        auto [ec] =
+            co_await ws.async_close(websocket_ns::close_code::normal, detail::io::use_tuple{});
+        (void)ec;
+    };
+    asio::co_spawn(k.ctx, reader, asio::detached);
+    asio::co_spawn(k.ctx, writer, asio::detached);
+    k.ctx.restart();
+    k.ctx.run();
+    if (failed)
+        return *failed;
     return {};
 }
 

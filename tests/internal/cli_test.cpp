@@ -138,6 +138,12 @@ TEST_SUITE("internal") {
         CHECK(error_of({"events"}) == "usage: udshttp events [--json] [--reconnect] URL");
         CHECK(error_of({"events", "--frob", "http://x/"}) == "events: unknown option '--frob'");
         CHECK(parse({"-N", "http://x/"}).options.no_buffer);
+        const auto w = parse({"ws", "--binary", "--linger", "250ms", "ws://x:1/y"});
+        CHECK(w.action == action::ws);
+        CHECK(w.options.binary);
+        CHECK(w.options.linger == std::chrono::milliseconds(250));
+        CHECK(error_of({"ws"}) == "usage: udshttp ws [--binary] [--linger DUR] URL");
+        CHECK(error_of({"ws", "--json", "ws://x/"}) == "ws: unknown option '--json'");
         CHECK(parse({"--no-buffer", "http://x/"}).options.no_buffer);
     }
 }

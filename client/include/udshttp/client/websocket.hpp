@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <iosfwd>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -50,6 +51,13 @@ public:
     result<std::optional<message>> receive();
     /// The closing handshake with `code`.
     result<void> close(std::uint16_t code = 1000, std::string_view reason = {});
+    /// Relays lines and messages, as `udshttp ws` does: each line read from file descriptor
+    /// `in` (without its newline) goes out as a message (binary if `binary`), and each
+    /// message received is written to `out` with a newline, as it arrives. Once `in` ends,
+    /// the answers still coming are printed until the server has been quiet for `linger`;
+    /// then the closing handshake. Returns when the connection is closed, by either side.
+    result<void> relay(int in, std::ostream& out, bool binary = false,
+                       std::chrono::milliseconds linger = std::chrono::seconds(1));
     /// The server's close code, once receive() returned nullopt.
     std::optional<std::uint16_t> close_code() const noexcept;
 
