@@ -169,6 +169,31 @@ task<> pump(hub_subscriber& sub, response_stream& out, delivery how, bool json_b
     }
 }
 
+// Long-poll: what is there now, else wait up to the timeout for the next; an empty answer at
+// the deadline, never an error. "next" is the cursor for the next poll. (Its own coroutine,
+// so that its locals are not in the frame every idle SSE or NDJSON subscriber keeps.)
+task<> long_poll(hub_subscriber& sub, response_stream& out, const std::string& topic,
+                 std::uint64_t after, std::chrono::milliseconds timeout) {
+    const auto until = std::chrono::steady_clock::now() + timeout;
+    auto batch = sub.take();
+    while (batch.messages.empty() && !batch.cut && std::chrono::steady_clock::now() < until) {
+        co_await wait(sub, until);
+        batch = sub.take();
+    }
+    nlohmann::ordered_json answer{{"topic", topic}, {"messages", nlohmann::json::array()}};
+    std::uint64_t next = after;
+    for (const auto& m : batch.messages) {
+        answer["messages"].push_back(message_json(*m));
+        next = m->id;
+    }
+    answer["next"] = next;
+    if (batch.missed > 0)
+        answer["missed"] = batch.missed;
+    out.head().set(http::field::content_type, "application/json");
+    const auto body = answer.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    co_await out.write(body);
+}
+
 task<> subscribe(server_state& state, const request& req, response_stream& out, std::string topic) {
     const auto how = delivery_for(req);
     std::optional<std::uint64_t> after;
@@ -212,26 +237,7 @@ task<> subscribe(server_state& state, const request& req, response_stream& out, 
         co_return;
     }
 
-    // Long-poll: what is there now, else wait up to the timeout for the next; an empty
-    // answer at the deadline, never an error. "next" is the cursor for the next poll.
-    const auto until = std::chrono::steady_clock::now() + *timeout;
-    auto batch = s.sub->take();
-    while (batch.messages.empty() && !batch.cut && std::chrono::steady_clock::now() < until) {
-        co_await wait(*s.sub, until);
-        batch = s.sub->take();
-    }
-    nlohmann::ordered_json answer{{"topic", topic}, {"messages", nlohmann::json::array()}};
-    std::uint64_t next = after.value_or(0);
-    for (const auto& m : batch.messages) {
-        answer["messages"].push_back(message_json(*m));
-        next = m->id;
-    }
-    answer["next"] = next;
-    if (batch.missed > 0)
-        answer["missed"] = batch.missed;
-    out.head().set(http::field::content_type, "application/json");
-    const auto body = answer.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-    co_await out.write(body);
+    co_await long_poll(*s.sub, out, topic, after.value_or(0), *timeout);
 }
 
 // A WebSocket subscriber: each message as a text message holding its JSON (as the NDJSON
