@@ -377,6 +377,16 @@ TEST_SUITE("async") {
                 return heard == "still talking";
             }));
         }
+        { // The built-in echo keeps the idle timeout: a silent hijacker is cut.
+            transport_fixture<T> quick({.idle_timeout = std::chrono::milliseconds(300)});
+            raw_socket s(quick.endpoint(), 10s);
+            REQUIRE(s.send("POST /echo HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+                           "Upgrade: tcp\r\n\r\n"));
+            const auto t0 = std::chrono::steady_clock::now();
+            const auto got = s.read_all(); // returns when the server closes
+            CHECK(got.starts_with("HTTP/1.1 101 "));
+            CHECK(std::chrono::steady_clock::now() - t0 < 5s);
+        }
         // Without an Upgrade the same route is a plain POST /echo; an upgrade-only route
         // answers 426.
         raw_socket plain(srv.endpoint());

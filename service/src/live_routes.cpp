@@ -328,16 +328,19 @@ void add_live_routes(server_state& state) {
                        .description = "Upgrade: websocket; every text or binary message comes "
                                       "back as it was sent.",
                        .response_type = "*/*"});
-    r.add(http::verb::post, proto::paths::echo, [](const request&, upgraded_stream& up) -> task<> {
-        std::array<char, 16 * 1024> buf;
-        for (;;) {
-            const auto n = co_await up.read_some(buf);
-            if (n == 0)
-                break;
-            co_await up.write(std::string_view(buf.data(), n));
-        }
-        up.shutdown_write();
-    });
+    r.add(http::verb::post, proto::paths::echo,
+          [&state](const request&, upgraded_stream& up) -> task<> {
+              // An echo has no reason to sit silent: the idle timeout holds, as for any request.
+              up.set_idle_limit(state.options.idle_timeout);
+              std::array<char, 16 * 1024> buf;
+              for (;;) {
+                  const auto n = co_await up.read_some(buf);
+                  if (n == 0)
+                      break;
+                  co_await up.write(std::string_view(buf.data(), n));
+              }
+              up.shutdown_write();
+          });
 
     if (!r.contains(http::verb::post, proto::paths::topic))
         r.post(proto::paths::topic,

@@ -162,10 +162,22 @@ public:
         c.socket.cancel(ignored);
     }
 
+    // Arms the connection's deadline for one read or write, if the handler set a limit.
+    void arm() noexcept {
+        if (idle_limit.count() > 0)
+            c.slot.arm(idle_limit);
+    }
+    // Disarms it; false if it fired (the sweeper cancelled the operation).
+    bool disarm() noexcept {
+        c.slot.disarm();
+        return !c.slot.timed_out;
+    }
+
     connection& c;
     handler_call call;
     std::string prefix;
     const std::string protocol;
+    std::chrono::milliseconds idle_limit{0};
 };
 
 namespace {
@@ -299,9 +311,12 @@ task<std::size_t> upgraded_stream::read_some(std::span<char> into) {
         k.prefix.erase(0, n);
         co_return n;
     }
+    k.arm();
     auto [ec, n] =
         co_await k.c.socket.async_read_some(boost::asio::buffer(into.data(), into.size()),
                                             boost::asio::as_tuple(boost::asio::use_awaitable));
+    if (!k.disarm())
+        detail::throw_error(boost::asio::error::timed_out);
     if (ec == boost::asio::error::eof)
         co_return 0;
     if (ec)
@@ -312,10 +327,13 @@ task<std::size_t> upgraded_stream::read_some(std::span<char> into) {
 
 task<> upgraded_stream::write(std::string_view bytes) {
     auto& k = call_;
+    k.arm();
     auto [ec, n] = co_await boost::asio::async_write(
         k.c.socket, boost::asio::buffer(bytes.data(), bytes.size()),
         boost::asio::as_tuple(boost::asio::use_awaitable));
     k.c.w.stats.bytes_sent.add(n);
+    if (!k.disarm())
+        detail::throw_error(boost::asio::error::timed_out);
     if (ec)
         detail::throw_error(ec);
 }
@@ -327,6 +345,10 @@ void upgraded_stream::shutdown_write() noexcept {
 
 std::string_view upgraded_stream::protocol() const noexcept {
     return call_.protocol;
+}
+
+void upgraded_stream::set_idle_limit(std::chrono::milliseconds limit) noexcept {
+    call_.idle_limit = limit;
 }
 
 } // namespace udshttp::service

@@ -159,6 +159,10 @@ public:
     awaitable<> write(std::string_view bytes);
     /// Half-closes: no more bytes to the peer.
     void shutdown_write() noexcept;
+    /// Bounds each read_some() (and write()): one that makes no progress for `limit` throws
+    /// operation_aborted and ends the connection. None by default: a hijacked stream may
+    /// rightly be quiet for hours (a shell attached to an idle container).
+    void set_idle_limit(std::chrono::milliseconds limit) noexcept;
     /// The protocol the request asked for in Upgrade ("tcp").
     std::string_view protocol() const noexcept;
 
