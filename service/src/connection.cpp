@@ -167,9 +167,10 @@ void connection::record(const request_head* head, unsigned status, std::optional
                           .bytes_in = bytes_in,
                           .bytes_out = bytes_out,
                           .duration = took};
-    state.log.access(r);
+    auto line = access_json(r);
     if (to_events) // GET /events: the same line, live
-        (void)state.hub->publish(topic_hub::events_topic, "application/json", access_json(r));
+        (void)state.hub->publish(topic_hub::events_topic, "application/json", line);
+    state.log.access(std::move(line));
 }
 
 awaitable<> connection::refuse(refusal r, const request_head* head, clock::time_point start,

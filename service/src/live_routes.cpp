@@ -13,7 +13,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core/detail/base64.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -38,30 +37,6 @@ delivery delivery_for(const request& req) {
     if (req.accepts("application/x-ndjson"))
         return delivery::ndjson;
     return delivery::long_poll;
-}
-
-bool valid_utf8(std::string_view s) {
-    try {
-        (void)nlohmann::json(std::string(s)).dump();
-        return true;
-    } catch (const nlohmann::json::type_error&) {
-        return false;
-    }
-}
-
-// A message as JSON: text as it is, anything that is not UTF-8 in base64.
-nlohmann::ordered_json message_json(const hub_message& m) {
-    nlohmann::ordered_json j{{"type", "message"}, {"id", m.id}};
-    if (!m.type.empty())
-        j["content_type"] = m.type;
-    if (valid_utf8(m.body)) {
-        j["data"] = m.body;
-    } else {
-        std::string b64(boost::beast::detail::base64::encoded_size(m.body.size()), '\0');
-        b64.resize(boost::beast::detail::base64::encode(b64.data(), m.body.data(), m.body.size()));
-        j["data_base64"] = std::move(b64);
-    }
-    return j;
 }
 
 // An optional unsigned query parameter; false if present and malformed.
@@ -108,18 +83,16 @@ task<> wait(hub_subscriber& sub, std::chrono::steady_clock::time_point until) {
 // is cut for being too slow. `json_bodies`: the messages are JSON lines themselves (/events),
 // sent as they are rather than wrapped.
 task<> pump(hub_subscriber& sub, response_stream& out, delivery how, bool json_bodies = false) {
-    const auto write = [&](const nlohmann::ordered_json& j, std::string_view event,
-                           std::string_view id) -> task<> {
+    // A notice of the stream's own (a gap, the cut): an NDJSON line, or an SSE event of that
+    // type whose data is the JSON.
+    const auto notice = [&](const nlohmann::ordered_json& j, std::string_view event) -> task<> {
+        const auto text = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
         if (how == delivery::ndjson) {
             out.head().set(http::field::content_type, "application/x-ndjson");
-            const auto line =
-                j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + '\n';
+            const auto line = text + '\n';
             co_await out.write(line);
         } else {
-            const std::string data =
-                event.empty() ? j.value("data", std::string())
-                              : j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-            const sse_event e{.data = data, .event = event, .id = id};
+            const sse_event e{.data = text, .event = event};
             co_await out.write_event(e);
         }
     };
@@ -128,7 +101,7 @@ task<> pump(hub_subscriber& sub, response_stream& out, delivery how, bool json_b
         if (batch.missed > 0) {
             const nlohmann::ordered_json gap{{"type", "gap"}, {"missed", batch.missed}};
             const std::string_view event = "gap";
-            co_await write(gap, event, {});
+            co_await notice(gap, event);
         }
         if (batch.cut) {
             const nlohmann::ordered_json cut{
@@ -137,31 +110,21 @@ task<> pump(hub_subscriber& sub, response_stream& out, delivery how, bool json_b
                 {"message", "this subscriber fell behind by more than the queue holds; "
                             "reconnect with Last-Event-ID or ?after= to resume"}};
             const std::string_view event = "error";
-            co_await write(cut, event, {});
+            co_await notice(cut, event);
             co_return;
         }
         for (const auto& m : batch.messages) {
-            if (json_bodies) {
-                if (how == delivery::ndjson) {
-                    out.head().set(http::field::content_type, "application/x-ndjson");
-                    const std::string line = m->body + '\n';
-                    co_await out.write(line);
-                } else {
-                    const auto id = std::to_string(m->id);
-                    const sse_event e{.data = m->body, .id = id};
-                    co_await out.write_event(e);
-                }
-                continue;
-            }
-            const auto j = message_json(*m);
             const auto id = std::to_string(m->id);
-            if (how == delivery::sse && !j.contains("data")) {
-                const std::string_view event = "message-base64";
-                co_await write(j, event, id);
-            } else {
-                const nlohmann::ordered_json& line = j;
-                const std::string_view event;
-                co_await write(line, event, id);
+            if (how == delivery::ndjson) {
+                out.head().set(http::field::content_type, "application/x-ndjson");
+                const std::string line = (json_bodies ? m->body : m->json) + '\n';
+                co_await out.write(line);
+            } else { // SSE: text as data lines; anything else as its JSON, base64 inside
+                const bool as_is = json_bodies || m->text;
+                const sse_event e{.data = as_is ? m->body : m->json,
+                                  .event = as_is ? "" : "message-base64",
+                                  .id = id};
+                co_await out.write_event(e);
             }
         }
         if (batch.messages.empty() && batch.missed == 0)
@@ -180,17 +143,21 @@ task<> long_poll(hub_subscriber& sub, response_stream& out, const std::string& t
         co_await wait(sub, until);
         batch = sub.take();
     }
-    nlohmann::ordered_json answer{{"topic", topic}, {"messages", nlohmann::json::array()}};
+    // {"topic":..,"messages":[..],"next":..[,"missed":..]}, from each message's JSON as made
+    // when it was published.
+    std::string body = "{\"topic\":" + nlohmann::json(topic).dump() + ",\"messages\":[";
     std::uint64_t next = after;
     for (const auto& m : batch.messages) {
-        answer["messages"].push_back(message_json(*m));
+        if (next != after)
+            body += ',';
+        body += m->json;
         next = m->id;
     }
-    answer["next"] = next;
+    body += "],\"next\":" + std::to_string(next);
     if (batch.missed > 0)
-        answer["missed"] = batch.missed;
+        body += ",\"missed\":" + std::to_string(batch.missed);
+    body += '}';
     out.head().set(http::field::content_type, "application/json");
-    const auto body = answer.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     co_await out.write(body);
 }
 
@@ -292,9 +259,7 @@ task<> subscribe_websocket(server_state& state, const request& req, websocket& w
                     break;
                 }
                 for (const auto& m : batch.messages) {
-                    const auto text = message_json(*m).dump(
-                        -1, ' ', false, nlohmann::json::error_handler_t::replace);
-                    co_await ws.write(text);
+                    co_await ws.write(m->json);
                 }
                 if (batch.messages.empty() && batch.missed == 0 && !over)
                     co_await wait(*s.sub, std::chrono::steady_clock::time_point::max());

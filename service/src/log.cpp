@@ -276,10 +276,10 @@ std::string access_json(const access_record& r) {
     return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-void logger::access(const access_record& r) {
+void logger::access(std::string line) {
     if (!access_on_)
         return;
-    push(true, access_json(r));
+    push(true, std::move(line));
 }
 
 } // namespace detail

@@ -83,7 +83,9 @@ public:
     void peer_log(log_level level, std::string_view message);
 
     bool access_enabled() const noexcept { return access_on_; }
-    void access(const access_record& r);
+    // Writes one access-log line (access_json(), made once by the caller, who may also send
+    // it to /events).
+    void access(std::string line);
 
     // Lines dropped so far because a queue was full, and peer lines suppressed by the budget.
     std::uint64_t dropped() const noexcept { return dropped_.load(std::memory_order_relaxed); }

@@ -1,10 +1,43 @@
 #include "topic_hub.hpp"
 
 #include <boost/asio/post.hpp>
+#include <boost/beast/core/detail/base64.hpp>
+
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 
 namespace udshttp::service::detail {
+
+namespace {
+
+bool valid_utf8(std::string_view s) {
+    try {
+        (void)nlohmann::json(std::string(s)).dump();
+        return true;
+    } catch (const nlohmann::json::type_error&) {
+        return false;
+    }
+}
+
+// Fills m.text and m.json (see hub_message).
+void describe(hub_message& m) {
+    m.text = valid_utf8(m.body);
+    nlohmann::ordered_json j{{"type", "message"}, {"id", m.id}};
+    if (!m.type.empty())
+        j["content_type"] = m.type;
+    if (m.text) {
+        j["data"] = m.body;
+    } else {
+        std::string b64(boost::beast::detail::base64::encoded_size(m.body.size()), '\0');
+        b64.resize(boost::beast::detail::base64::encode(b64.data(), m.body.data(), m.body.size()));
+        j["data_base64"] = std::move(b64);
+    }
+    // The content type is the publisher's bytes: replace what is not UTF-8, never throw.
+    m.json = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+} // namespace
 
 bool topic_hub::valid_name(std::string_view name) noexcept {
     return !name.empty() && name.size() <= 64 && std::all_of(name.begin(), name.end(), [](char c) {
@@ -63,8 +96,10 @@ topic_hub::publish(std::string_view name, std::string type, std::string body) {
                                                           std::to_string(limits_.topics) +
                                                           " topics (--topics)"};
         id = t->next_id++;
-        auto m = std::make_shared<const hub_message>(
-            hub_message{.id = id, .type = std::move(type), .body = std::move(body)});
+        hub_message made{.id = id, .type = std::move(type), .body = std::move(body)};
+        if (name != events_topic)
+            describe(made);
+        auto m = std::make_shared<const hub_message>(std::move(made));
         ++t->published;
         for (const auto& sub : t->subscribers)
             if (deliver(*t, *sub, m))

@@ -30,8 +30,13 @@ namespace udshttp::service::detail {
 // One published message, shared by the replay buffer and every queue it is in.
 struct hub_message {
     std::uint64_t id = 0;
-    std::string type; // the publisher's Content-Type
-    std::string body;
+    std::string type{}; // the publisher's Content-Type
+    std::string body{};
+    bool text = false; // the body is UTF-8
+    // The message as one JSON object, made once when it is published (not per subscriber):
+    // {"type":"message","id":..,"content_type":..,"data":..}, with "data_base64" instead of
+    // "data" for a body that is not UTF-8. Empty for /events, whose bodies are JSON already.
+    std::string json{};
 };
 using hub_message_ptr = std::shared_ptr<const hub_message>;
 

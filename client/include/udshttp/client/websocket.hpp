@@ -15,8 +15,8 @@
 
 #include <chrono>
 #include <cstdint>
-#include <memory>
 #include <iosfwd>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
