@@ -160,6 +160,18 @@ void coroutine_routes(service::router& r) {
 } // namespace
 
 TEST_SUITE("async") {
+    TEST_CASE("format_event gives the bytes write_event sends - once for many streams") {
+        const service::sse_event e{.data = "one\r\ntwo\nthree",
+                                   .event = "tick",
+                                   .id = "7",
+                                   .retry = std::chrono::milliseconds(1500)};
+        CHECK(service::format_event(e) ==
+              "event: tick\nid: 7\nretry: 1500\ndata: one\ndata: two\ndata: three\n\n");
+        CHECK(service::format_event({.data = ""}) == "data: \n\n");
+        CHECK_THROWS_AS(service::format_event({.data = "x", .id = "1\n2"}), std::invalid_argument);
+        CHECK_THROWS_AS(service::format_event({.data = "x", .event = "a\rb"}),
+                        std::invalid_argument);
+    }
 
     TEST_CASE_TEMPLATE("a coroutine handler answers when it returns - a throw is a 500", T,
                        BOTH_TRANSPORTS) {

@@ -193,6 +193,37 @@ TEST_SUITE("hub") {
         CHECK(slow_body.ends_with("\"}\n"));
     }
 
+    TEST_CASE("topics: a WebSocket subscriber that sends but never reads is cut by the write-stall "
+              "deadline") {
+        // Its reads keep Beast's idle timer quiet, so only the deadline on our writes ends it.
+        daemon_fixture d(false, {"--idle-timeout", "1s", "--topic-queue-bytes", "64MiB"});
+        raw_socket s(proto::endpoint::unix_path(d.socket_path()), 10s);
+        REQUIRE(s.send("GET /topics/stall HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                       "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                       "Sec-WebSocket-Version: 13\r\n\r\n"));
+        client::client c;
+        REQUIRE(eventually([&] {
+            return metric_line(c, d, "udshttp_topic_subscribers{topic=\"stall\"}").ends_with(" 1");
+        }));
+        // Far more than the socket buffers hold: the server's write stalls.
+        const std::string piece(200 * 1024, 'm');
+        for (int i = 0; i < 20; ++i)
+            publish(c, d, "stall", piece);
+        // A masked one-byte text frame every 50 ms, until the server has cut the connection.
+        const std::string frame{'\x81', '\x81', 'k', 'e', 'y', 's', static_cast<char>('x' ^ 'k')};
+        const auto t0 = std::chrono::steady_clock::now();
+        bool cut = false;
+        while (std::chrono::steady_clock::now() - t0 < 8s && !cut) {
+            cut = !s.send(frame);
+            std::this_thread::sleep_for(50ms);
+        }
+        CHECK(cut);
+        CHECK(std::chrono::steady_clock::now() - t0 < 5s);
+        REQUIRE(eventually([&] {
+            return metric_line(c, d, "udshttp_topic_subscribers{topic=\"stall\"}").ends_with(" 0");
+        }));
+    }
+
     TEST_CASE("CLI: udshttp events and udshttp -N print each message as it is published") {
         daemon_fixture d;
         child events({udshttp_path(), "events", "--json", d.unix_url("/topics/cli")}, d.dir);

@@ -8,6 +8,8 @@
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/buffers_range.hpp>
+#include <boost/beast/core/buffers_suffix.hpp>
 #include <boost/beast/core/string.hpp>
 
 #include <nlohmann/json.hpp>
@@ -133,9 +135,33 @@ private:
         room_.expires_at(clock::time_point::max());
         co_await room_.async_wait(asio::as_tuple(asio::use_awaitable));
     }
-    // Writes the head if not sent yet and what the queue holds (as one chunk), and the last
-    // chunk if `last`. False: the peer went away or stalled past the idle timeout.
+    // Writes the head if not sent yet, what a direct send left, what the queue holds (as one
+    // chunk), and the last chunk if `last`. False: the peer went away or stalled past the idle
+    // timeout.
     awaitable<bool> send(bool last);
+    // The handler's side sends `bytes` itself, framed, when the writer is idle and nothing
+    // waits before them: one non-blocking sendmsg, no wake-up of the writer (which is what a
+    // subscriber that keeps up costs). What the socket does not take goes to pending_ for the
+    // writer. A send that cannot block cannot be cut by a cancellation, so the framing stays
+    // whole. False: not now (the bytes go through the queue).
+    bool send_directly(std::string_view bytes);
+    // `body` as it goes on the wire: one chunk (size line, bytes, CRLF) on HTTP/1.1, the bytes
+    // alone on 1.0. Fills `out` (room for 3) and returns how many buffers; `size_line` holds
+    // the chunk's size line and must outlive them.
+    std::size_t frame(std::string_view body, char (&size_line)[20],
+                      asio::const_buffer* out) const noexcept {
+        if (!chunked_) {
+            out[0] = asio::buffer(body.data(), body.size());
+            return 1;
+        }
+        auto* end = std::to_chars(size_line, size_line + 16, body.size(), 16).ptr;
+        *end++ = '\r';
+        *end++ = '\n';
+        out[0] = asio::buffer(size_line, static_cast<std::size_t>(end - size_line));
+        out[1] = asio::buffer(body.data(), body.size());
+        out[2] = asio::buffer("\r\n", 2);
+        return 3;
+    }
 
     handler_call call;
     const std::chrono::milliseconds heartbeat_;
@@ -144,6 +170,9 @@ private:
     std::string queue_;
     std::string out_;
     std::string head_;
+    std::string pending_; // framed bytes a direct send left: the writer sends them first
+    clock::time_point last_write_ = clock::now();
+    bool writing_ = false;     // the writer is in send()
     std::uint64_t queued_ = 0; // body bytes the handler has written
     std::uint64_t taken_ = 0;  // of those, handed to the socket
     std::size_t sent_ = 0;     // bytes written, framing and head included
@@ -156,15 +185,47 @@ private:
     bool drained_ = false; // the drain ended it
 };
 
+bool stream_call::send_directly(std::string_view bytes) {
+    if (ended_ || draining_ || writing_ || !head_sent_ || no_body_ || !queue_.empty() ||
+        !pending_.empty() || bytes.empty() || bytes.size() > queue_cap)
+        return false;
+    std::array<asio::const_buffer, 3> parts;
+    char size_line[20];
+    const auto n = frame(bytes, size_line, parts.data());
+    const std::span<const asio::const_buffer> pieces(parts.data(), n);
+    boost::system::error_code ec;
+    auto sent = c.socket.send(pieces, 0, ec); // the socket is non-blocking
+    if (ec) // would block, or failed: the writer's write finds out which
+        sent = 0;
+    queued_ += bytes.size();
+    taken_ += bytes.size();
+    sent_ += sent;
+    c.w.stats.bytes_sent.add(sent);
+    last_write_ = clock::now();
+    if (sent < asio::buffer_size(pieces)) {
+        boost::beast::buffers_suffix<std::span<const asio::const_buffer>> rest(pieces);
+        rest.consume(sent);
+        pending_.reserve(asio::buffer_size(rest));
+        for (const auto& b : boost::beast::buffers_range_ref(rest))
+            pending_.append(static_cast<const char*>(b.data()), b.size());
+        call.wake.cancel();
+    }
+    return true;
+}
+
 handler_awaitable<> stream_call::put(std::string_view bytes) {
+    if (send_directly(bytes))
+        co_return;
     while (!bytes.empty()) {
         if (ended_)
             throw_ended();
-        if (queue_.size() >= queue_cap) {
+        // What a direct send left counts against the cap: it is written with the queue.
+        const auto held = queue_.size() + pending_.size();
+        if (held >= queue_cap) {
             co_await wait_room();
             continue;
         }
-        const auto n = std::min(queue_cap - queue_.size(), bytes.size());
+        const auto n = std::min(queue_cap - held, bytes.size());
         queue_.append(bytes.substr(0, n));
         bytes.remove_prefix(n);
         queued_ += n;
@@ -183,7 +244,7 @@ handler_awaitable<> stream_call::flush() {
 }
 
 awaitable<bool> stream_call::send(bool last) {
-    std::array<asio::const_buffer, 5> parts;
+    std::array<asio::const_buffer, 6> parts;
     std::size_t n = 0;
     if (!head_sent_) {
         // The stream owns the framing: what the handler set about it goes.
@@ -201,34 +262,34 @@ awaitable<bool> stream_call::send(bool last) {
         parts[n++] = asio::buffer(head_);
         head_sent_ = true;
     }
+    if (!pending_.empty())
+        parts[n++] = asio::buffer(pending_);
     out_.swap(queue_);
     queue_.clear();
     taken_ += out_.size();
     if (no_body_)
         out_.clear();
     char size_line[20];
-    if (!out_.empty()) {
-        if (chunked_) {
-            auto* end = std::to_chars(size_line, size_line + 16, out_.size(), 16).ptr;
-            *end++ = '\r';
-            *end++ = '\n';
-            parts[n++] = asio::buffer(size_line, static_cast<std::size_t>(end - size_line));
-            parts[n++] = asio::buffer(out_);
-            parts[n++] = asio::buffer("\r\n", 2);
-        } else {
-            parts[n++] = asio::buffer(out_);
-        }
-    }
+    if (!out_.empty())
+        n += frame(out_, size_line, parts.data() + n);
     if (last && chunked_ && !no_body_)
         parts[n++] = asio::buffer("0\r\n\r\n", 5);
     room_.cancel(); // the queue has room again
     if (n == 0)
         co_return true;
     c.slot.arm(c.opt.idle_timeout); // the write-stall deadline
-    auto [ec, written] = co_await asio::async_write(c.socket, std::span(parts.data(), n));
+    // A plain send first: a subscriber that keeps up takes it at once, with no trip through
+    // the reactor and the scheduler.
+    const std::span<const asio::const_buffer> pieces(parts.data(), n);
+    writing_ = true;
+    auto [ec, written] = co_await c.send_all(pieces);
+    writing_ = false;
     c.slot.disarm();
+    last_write_ = clock::now();
     if (head_.capacity() > 0)
         std::string().swap(head_); // sent: an idle stream keeps none of it
+    if (pending_.capacity() > 0)
+        std::string().swap(pending_);
     sent_ += written;
     c.w.stats.bytes_sent.add(written);
     co_return !ec && !c.slot.timed_out;
@@ -244,7 +305,6 @@ awaitable<bool> stream_call::run(const route_match& match, clock::time_point sta
     call.spawn([&] { return c.state.routes.call(match, req, stream); });
     call.watch();
     bool cut = false;
-    auto last_write = clock::now();
     for (;;) {
         if (call.peer_gone)
             break;
@@ -252,12 +312,11 @@ awaitable<bool> stream_call::run(const route_match& match, clock::time_point sta
             drained_ = true;
             end_for_handler();
         }
-        if (!queue_.empty() || (head_wanted_ && !head_sent_)) {
+        if (!queue_.empty() || !pending_.empty() || (head_wanted_ && !head_sent_)) {
             if (!co_await send(false)) {
                 cut = true;
                 break;
             }
-            last_write = clock::now();
             if (no_body_ && !ended_)
                 end_for_handler(); // the head was all there is to send
             continue;
@@ -265,7 +324,7 @@ awaitable<bool> stream_call::run(const route_match& match, clock::time_point sta
         if (call.handler_done)
             break;
         const auto f = current_format();
-        const auto due = heartbeat_.count() > 0 && f != format::raw ? last_write + heartbeat_
+        const auto due = heartbeat_.count() > 0 && f != format::raw ? last_write_ + heartbeat_
                                                                     : clock::time_point::max();
         if (due <= clock::now()) {
             const std::string_view beat = f == format::sse ? ":\n\n" : "\n";
@@ -373,10 +432,9 @@ void check_one_line(std::string_view what, std::string_view value) {
 
 } // namespace
 
-awaitable<> response_stream::write_event(const sse_event& e) {
+std::string format_event(const sse_event& e) {
     check_one_line("event name", e.event);
     check_one_line("id", e.id);
-    call_.set_type_if_unset("text/event-stream");
     std::string text;
     text.reserve(e.data.size() + e.event.size() + e.id.size() + 32);
     if (!e.event.empty())
@@ -387,6 +445,12 @@ awaitable<> response_stream::write_event(const sse_event& e) {
         text += "retry: " + std::to_string(e.retry->count()) + "\n";
     sse_lines(text, "data", e.data);
     text += '\n';
+    return text;
+}
+
+awaitable<> response_stream::write_event(const sse_event& e) {
+    const auto text = format_event(e);
+    call_.set_type_if_unset("text/event-stream");
     co_await call_.put(text);
 }
 
@@ -408,6 +472,10 @@ std::string_view response_stream::last_event_id() const noexcept {
 
 bool response_stream::ended() const noexcept {
     return call_.ended();
+}
+
+boost::asio::any_io_executor response_stream::get_executor() const noexcept {
+    return call_.c.socket.get_executor();
 }
 
 } // namespace udshttp::service

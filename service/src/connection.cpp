@@ -134,9 +134,8 @@ awaitable<bool> connection::answer(response& res, const request_head* head, bool
     co_return !ec && !slot.timed_out;
 }
 
-template <class Buffers>
 awaitable<std::tuple<boost::system::error_code, std::size_t>>
-connection::send_all(const Buffers& pieces) {
+connection::send_all(std::span<const asio::const_buffer> pieces) {
     boost::system::error_code ec;
     const auto total = asio::buffer_size(pieces);
     const auto sent = socket.send(pieces, 0, ec); // the socket is non-blocking
@@ -144,7 +143,7 @@ connection::send_all(const Buffers& pieces) {
         ec = {};
     if (ec || sent == total)
         co_return std::tuple{ec, sent};
-    boost::beast::buffers_suffix<Buffers> rest(pieces);
+    boost::beast::buffers_suffix<std::span<const asio::const_buffer>> rest(pieces);
     rest.consume(sent);
     auto [wec, n] = co_await asio::async_write(socket, rest);
     co_return std::tuple{wec, sent + n};

@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <tuple>
 
@@ -122,12 +123,12 @@ public:
     std::string whole_in;
     std::string whole_out;
 
-private:
     // Sends all of `pieces`: at once when the socket takes them (no suspension, which is the
     // common case for an answer that fits the socket buffer), else the rest asynchronously.
-    template <class Buffers>
-    awaitable<std::tuple<boost::system::error_code, std::size_t>> send_all(const Buffers& pieces);
+    awaitable<std::tuple<boost::system::error_code, std::size_t>>
+    send_all(std::span<const asio::const_buffer> pieces);
 
+private:
     std::string head_; // answer()'s formatted head, its capacity reused
 };
 

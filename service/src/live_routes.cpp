@@ -52,100 +52,128 @@ bool read_id(const request& req, std::string_view name, std::optional<std::uint6
     return true;
 }
 
-// Turns the head of a stream route's answer (nothing written yet) into a JSON error and
-// returns the body to write. (Named locals around co_await throughout: GCC 12 mishandles
-// temporaries inside a co_await expression.)
-std::string refusal_body(response_stream& out, errc code, std::string message) {
+// Answers a stream route (nothing written yet) with a JSON error instead of a stream. (Named
+// locals around co_await throughout: GCC 12 mishandles temporaries inside a co_await
+// expression.)
+task<> refuse(response_stream& out, errc code, std::string message) {
     set_error(out.head(), code, std::move(message));
-    return std::move(out.head().body());
+    const auto body = std::move(out.head().body());
+    co_await out.write(body);
 }
 
 // Unsubscribes when the handler ends, however it ends.
 struct subscription {
+    subscription(topic_hub& h, std::string t, std::shared_ptr<hub_subscriber> s)
+        : hub(h), topic(std::move(t)), sub(std::move(s)) {}
+    subscription(subscription&&) noexcept = default; // the moved-from one unsubscribes nothing
+    subscription& operator=(subscription&&) = delete;
+    ~subscription() {
+        if (sub)
+            hub.unsubscribe(topic, sub);
+    }
     topic_hub& hub;
     std::string topic;
     std::shared_ptr<hub_subscriber> sub;
-    ~subscription() { hub.unsubscribe(topic, sub); }
 };
 
-// Waits for the hub's wake-up or `until`. Throws operation_aborted once the handler is
-// cancelled (its peer left, the server drains, or the other half of a WebSocket ended), so no
-// loop can go on waiting after that.
-task<> wait(hub_subscriber& sub, std::chrono::steady_clock::time_point until) {
-    sub.wake.expires_at(until);
-    co_await sub.wake.async_wait(asio::as_tuple(asio::use_awaitable));
-    const auto state = co_await asio::this_coro::cancellation_state;
+// Throws operation_aborted once the handler is cancelled (its peer left, the server drains,
+// or the other half of a WebSocket ended), so no loop can go on waiting after that.
+void throw_if_cancelled(const asio::cancellation_state& state) {
     if (state.cancelled() != asio::cancellation_type::none)
         throw boost::system::system_error(asio::error::operation_aborted);
 }
 
-// Writes what a subscriber gets until the peer leaves, the server drains, or the subscriber
-// is cut for being too slow. `json_bodies`: the messages are JSON lines themselves (/events),
-// sent as they are rather than wrapped.
-task<> pump(hub_subscriber& sub, response_stream& out, delivery how, bool json_bodies = false) {
-    // A notice of the stream's own (a gap, the cut): an NDJSON line, or an SSE event of that
-    // type whose data is the JSON.
-    const auto notice = [&](const nlohmann::ordered_json& j, std::string_view event) -> task<> {
-        const auto text = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+// The wait for the hub's wake-up or `until`. A plain function, not a coroutine: an idle
+// subscriber keeps no frame for it. Follow it with throw_if_cancelled().
+auto wake_up(hub_subscriber& sub, std::chrono::steady_clock::time_point until) {
+    sub.wake.expires_at(until);
+    return sub.wake.async_wait(asio::as_tuple(asio::use_awaitable));
+}
+
+task<> wait(hub_subscriber& sub, std::chrono::steady_clock::time_point until) {
+    co_await wake_up(sub, until);
+    const auto state = co_await asio::this_coro::cancellation_state;
+    throw_if_cancelled(state);
+}
+
+// A notice of the stream's own (a gap, the cut): an NDJSON line, or an SSE event of that type
+// whose data is the JSON.
+task<> notice(response_stream& out, delivery how, const nlohmann::ordered_json& j,
+              std::string_view event) {
+    const auto text = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    if (how == delivery::ndjson) {
+        out.head().set(http::field::content_type, "application/x-ndjson");
+        const auto line = text + '\n';
+        co_await out.write(line);
+    } else {
+        const sse_event e{.data = text, .event = event};
+        co_await out.write_event(e);
+    }
+}
+
+// Writes one batch a subscriber took: a gap notice, the messages, or the cut. (Its own
+// coroutine, so that its locals live only while it writes, not in every idle subscriber.)
+task<> deliver(const hub_subscriber::batch& batch, response_stream& out, delivery how) {
+    if (batch.missed > 0) {
+        const nlohmann::ordered_json gap{{"type", "gap"}, {"missed", batch.missed}};
+        const std::string_view event = "gap";
+        co_await notice(out, how, gap, event);
+    }
+    if (batch.cut) {
+        const nlohmann::ordered_json cut{
+            {"type", "error"},
+            {"code", "too_slow"},
+            {"message", "this subscriber fell behind by more than the queue holds; "
+                        "reconnect with Last-Event-ID or ?after= to resume"}};
+        const std::string_view event = "error";
+        co_await notice(out, how, cut, event);
+        co_return;
+    }
+    for (const auto& m : batch.messages) {
         if (how == delivery::ndjson) {
-            out.head().set(http::field::content_type, "application/x-ndjson");
-            const auto line = text + '\n';
+            // /events's messages have no JSON of their own: their bodies are JSON lines.
+            const std::string line = (m->json.empty() ? m->body : m->json) + '\n';
             co_await out.write(line);
         } else {
-            const sse_event e{.data = text, .event = event};
-            co_await out.write_event(e);
+            co_await out.write(m->sse); // formatted once, when it was published
         }
-    };
+    }
+}
+
+// Writes what a subscriber gets until the peer leaves, the server drains, or the subscriber
+// is cut for being too slow. Sends the head first: a subscriber knows it is subscribed before
+// the first message. This frame is what an idle subscriber keeps, so it holds little.
+task<> pump(subscription s, response_stream& out, delivery how) {
+    out.head().set(http::field::content_type,
+                   how == delivery::sse ? "text/event-stream" : "application/x-ndjson");
+    co_await out.flush();
     for (;;) {
-        auto batch = sub.take();
-        if (batch.missed > 0) {
-            const nlohmann::ordered_json gap{{"type", "gap"}, {"missed", batch.missed}};
-            const std::string_view event = "gap";
-            co_await notice(gap, event);
+        const auto batch = s.sub->take();
+        if (!batch.messages.empty() || batch.missed > 0 || batch.cut) {
+            co_await deliver(batch, out, how);
+            if (batch.cut)
+                co_return;
+            continue;
         }
-        if (batch.cut) {
-            const nlohmann::ordered_json cut{
-                {"type", "error"},
-                {"code", "too_slow"},
-                {"message", "this subscriber fell behind by more than the queue holds; "
-                            "reconnect with Last-Event-ID or ?after= to resume"}};
-            const std::string_view event = "error";
-            co_await notice(cut, event);
-            co_return;
-        }
-        for (const auto& m : batch.messages) {
-            const auto id = std::to_string(m->id);
-            if (how == delivery::ndjson) {
-                out.head().set(http::field::content_type, "application/x-ndjson");
-                const std::string line = (json_bodies ? m->body : m->json) + '\n';
-                co_await out.write(line);
-            } else { // SSE: text as data lines; anything else as its JSON, base64 inside
-                const bool as_is = json_bodies || m->text;
-                const sse_event e{.data = as_is ? m->body : m->json,
-                                  .event = as_is ? "" : "message-base64",
-                                  .id = id};
-                co_await out.write_event(e);
-            }
-        }
-        if (batch.messages.empty() && batch.missed == 0)
-            co_await wait(sub, std::chrono::steady_clock::time_point::max());
+        co_await wake_up(*s.sub, std::chrono::steady_clock::time_point::max());
+        const auto state = co_await asio::this_coro::cancellation_state;
+        throw_if_cancelled(state);
     }
 }
 
 // Long-poll: what is there now, else wait up to the timeout for the next; an empty answer at
-// the deadline, never an error. "next" is the cursor for the next poll. (Its own coroutine,
-// so that its locals are not in the frame every idle SSE or NDJSON subscriber keeps.)
-task<> long_poll(hub_subscriber& sub, response_stream& out, const std::string& topic,
-                 std::uint64_t after, std::chrono::milliseconds timeout) {
+// the deadline, never an error. "next" is the cursor for the next poll.
+task<> long_poll(subscription s, response_stream& out, std::uint64_t after,
+                 std::chrono::milliseconds timeout) {
     const auto until = std::chrono::steady_clock::now() + timeout;
-    auto batch = sub.take();
+    auto batch = s.sub->take();
     while (batch.messages.empty() && !batch.cut && std::chrono::steady_clock::now() < until) {
-        co_await wait(sub, until);
-        batch = sub.take();
+        co_await wait(*s.sub, until);
+        batch = s.sub->take();
     }
     // {"topic":..,"messages":[..],"next":..[,"missed":..]}, from each message's JSON as made
     // when it was published.
-    std::string body = "{\"topic\":" + nlohmann::json(topic).dump() + ",\"messages\":[";
+    std::string body = "{\"topic\":" + nlohmann::json(s.topic).dump() + ",\"messages\":[";
     std::uint64_t next = after;
     for (const auto& m : batch.messages) {
         if (next != after)
@@ -161,14 +189,17 @@ task<> long_poll(hub_subscriber& sub, response_stream& out, const std::string& t
     co_await out.write(body);
 }
 
-task<> subscribe(server_state& state, const request& req, response_stream& out, std::string topic) {
+// GET /topics/{name} as a stream route. Not a coroutine: it checks the request and subscribes
+// at once, then returns the coroutine that serves it (a refusal, the pump or the long-poll),
+// so that no frame of its own stays for as long as a subscriber is connected.
+task<> subscribe(server_state& state, const request& req, response_stream& out) {
+    std::string topic(req.param("name"));
+    if (!topic_hub::valid_name(topic))
+        return refuse(out, errc::bad_request, bad_topic_name);
     const auto how = delivery_for(req);
     std::optional<std::uint64_t> after;
-    if (!read_id(req, "after", after)) {
-        const auto body = refusal_body(out, errc::bad_request, "after= must be a message id");
-        co_await out.write(body);
-        co_return;
-    }
+    if (!read_id(req, "after", after))
+        return refuse(out, errc::bad_request, "after= must be a message id");
     if (!after && how == delivery::sse && !out.last_event_id().empty()) {
         std::uint64_t v = 0;
         const auto id = out.last_event_id();
@@ -178,33 +209,19 @@ task<> subscribe(server_state& state, const request& req, response_stream& out, 
     std::optional<std::chrono::milliseconds> timeout = std::chrono::milliseconds(0);
     if (how == delivery::long_poll) {
         timeout = poll_timeout(req, state.options.hub.max_poll);
-        if (!timeout) {
-            const auto body = refusal_body(out, errc::bad_request,
-                                           "timeout= must be a duration such as 30s or 500ms");
-            co_await out.write(body);
-            co_return;
-        }
+        if (!timeout)
+            return refuse(out, errc::bad_request,
+                          "timeout= must be a duration such as 30s or 500ms");
     }
     auto& hub = *state.hub;
-    const auto ex = co_await asio::this_coro::executor;
-    subscription s{hub, topic, std::make_shared<hub_subscriber>(ex)};
+    subscription s{hub, std::move(topic), std::make_shared<hub_subscriber>(out.get_executor())};
     if (how == delivery::long_poll && !after)
-        after = hub.last_id(topic); // only what comes next
-    if (auto refused = hub.subscribe(topic, after, s.sub)) {
-        const auto body = refusal_body(out, refused->code, std::move(refused->message));
-        co_await out.write(body);
-        co_return;
-    }
-    if (how != delivery::long_poll) {
-        // The head at once: a subscriber knows it is subscribed before the first message.
-        out.head().set(http::field::content_type,
-                       how == delivery::sse ? "text/event-stream" : "application/x-ndjson");
-        co_await out.flush();
-        co_await pump(*s.sub, out, how);
-        co_return;
-    }
-
-    co_await long_poll(*s.sub, out, topic, after.value_or(0), *timeout);
+        after = hub.last_id(s.topic); // only what comes next
+    if (auto refused = hub.subscribe(s.topic, after, s.sub))
+        return refuse(out, refused->code, std::move(refused->message));
+    if (how == delivery::long_poll)
+        return long_poll(std::move(s), out, after.value_or(0), *timeout);
+    return pump(std::move(s), out, how);
 }
 
 // A WebSocket subscriber: each message as a text message holding its JSON (as the NDJSON
@@ -327,13 +344,7 @@ void add_live_routes(server_state& state) {
     if (!r.contains(http::verb::get, proto::paths::topic))
         r.get(proto::paths::topic,
               [&state](const request& req, response_stream& out) -> task<> {
-                  std::string topic(req.param("name"));
-                  if (!topic_hub::valid_name(topic)) {
-                      const auto body = refusal_body(out, errc::bad_request, bad_topic_name);
-                      co_await out.write(body);
-                      co_return;
-                  }
-                  co_await subscribe(state, req, out, std::move(topic));
+                  return subscribe(state, req, out);
               })
             .heartbeat(state.options.hub.heartbeat)
             .describe({.summary = "Subscribes to a topic",
@@ -356,23 +367,15 @@ void add_live_routes(server_state& state) {
     if (!r.contains(http::verb::get, proto::paths::events))
         r.get(proto::paths::events,
               [&state](const request& req, response_stream& out) -> task<> {
+                  // Not a coroutine (see subscribe()).
                   const auto how =
                       delivery_for(req) == delivery::sse ? delivery::sse : delivery::ndjson;
                   auto& hub = *state.hub;
-                  const auto ex = co_await asio::this_coro::executor;
                   subscription s{hub, std::string(topic_hub::events_topic),
-                                 std::make_shared<hub_subscriber>(ex)};
-                  if (auto refused = hub.subscribe(s.topic, std::nullopt, s.sub)) {
-                      const auto body =
-                          refusal_body(out, refused->code, std::move(refused->message));
-                      co_await out.write(body);
-                      co_return;
-                  }
-                  out.head().set(http::field::content_type, how == delivery::sse
-                                                                ? "text/event-stream"
-                                                                : "application/x-ndjson");
-                  co_await out.flush(); // the head now: a quiet server sends nothing else
-                  co_await pump(*s.sub, out, how, true);
+                                 std::make_shared<hub_subscriber>(out.get_executor())};
+                  if (auto refused = hub.subscribe(s.topic, std::nullopt, s.sub))
+                      return refuse(out, refused->code, std::move(refused->message));
+                  return pump(std::move(s), out, how);
               })
             .heartbeat(state.options.hub.heartbeat)
             .describe({.summary = "The server's request events, live",

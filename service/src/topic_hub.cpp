@@ -1,5 +1,8 @@
 #include "topic_hub.hpp"
 
+#include <udshttp/service/async.hpp>
+
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/beast/core/detail/base64.hpp>
 
@@ -35,6 +38,15 @@ void describe(hub_message& m) {
     }
     // The content type is the publisher's bytes: replace what is not UTF-8, never throw.
     m.json = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+// Fills m.sse; /events's bodies are JSON lines, sent as they are.
+void format_sse(hub_message& m, bool json_body) {
+    const auto id = std::to_string(m.id);
+    const bool as_is = json_body || m.text;
+    m.sse = format_event({.data = as_is ? std::string_view(m.body) : std::string_view(m.json),
+                          .event = as_is ? "" : "message-base64",
+                          .id = id});
 }
 
 } // namespace
@@ -74,9 +86,14 @@ bool topic_hub::deliver(topic& t, hub_subscriber& sub, const hub_message_ptr& m)
 }
 
 void topic_hub::wake(const std::shared_ptr<hub_subscriber>& sub) {
-    // The timer belongs to the subscriber's worker: cancel it there. The shared_ptr keeps the
-    // subscriber alive until the post has run, even if its connection ends meanwhile.
-    boost::asio::post(sub->wake.get_executor(), [sub] { sub->wake.cancel(); });
+    // The timer belongs to the subscriber's worker: cancel it there, at once when this is that
+    // worker (the publisher's connection shares it), else through a post. The shared_ptr keeps
+    // the subscriber alive until the post has run, even if its connection ends meanwhile.
+    const auto* worker = sub->wake.get_executor().target<boost::asio::io_context::executor_type>();
+    if (worker && worker->running_in_this_thread())
+        sub->wake.cancel();
+    else
+        boost::asio::post(sub->wake.get_executor(), [sub] { sub->wake.cancel(); });
 }
 
 std::variant<std::uint64_t, topic_hub::refusal>
@@ -99,6 +116,7 @@ topic_hub::publish(std::string_view name, std::string type, std::string body) {
         hub_message made{.id = id, .type = std::move(type), .body = std::move(body)};
         if (name != events_topic)
             describe(made);
+        format_sse(made, name == events_topic);
         auto m = std::make_shared<const hub_message>(std::move(made));
         ++t->published;
         for (const auto& sub : t->subscribers)

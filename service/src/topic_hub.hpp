@@ -37,6 +37,9 @@ struct hub_message {
     // {"type":"message","id":..,"content_type":..,"data":..}, with "data_base64" instead of
     // "data" for a body that is not UTF-8. Empty for /events, whose bodies are JSON already.
     std::string json{};
+    // The message as an SSE event (the same bytes for every SSE subscriber): the body as its
+    // data lines when it is UTF-8, else an event "message-base64" whose data is `json`.
+    std::string sse{};
 };
 using hub_message_ptr = std::shared_ptr<const hub_message>;
 

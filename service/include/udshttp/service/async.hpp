@@ -57,6 +57,11 @@ struct sse_event {
     std::optional<std::chrono::milliseconds> retry{};
 };
 
+/// The bytes response_stream::write_event() sends for `e`. To send one event to many streams,
+/// format it once and write() the bytes to each. Throws std::invalid_argument if the event
+/// name or id holds CR, LF or NUL.
+std::string format_event(const sse_event& e);
+
 namespace detail {
 class stream_call;
 class websocket_call;
@@ -97,6 +102,8 @@ public:
     std::string_view last_event_id() const noexcept;
     /// True once the stream is over (see above): the next write throws.
     bool ended() const noexcept;
+    /// The connection's executor (its worker), for timers and I/O made outside a coroutine.
+    boost::asio::any_io_executor get_executor() const noexcept;
 
 private:
     detail::stream_call& call_;
