@@ -39,6 +39,17 @@ bench_run run_bench(const temp_dir& dir, std::vector<std::string> args) {
     return out;
 }
 
+bench_run run_stream_bench(const temp_dir& dir, std::vector<std::string> args) {
+    std::vector<std::string> argv{UDSHTTP_TEST_STREAM_BENCH};
+    argv.insert(argv.end(), args.begin(), args.end());
+    argv.insert(argv.end() - 1, {"--json", "-w", "100ms"});
+    auto r = run(argv, dir);
+    bench_run out{r.code, {}, r.err};
+    if (!r.out.empty())
+        out.report = nlohmann::json::parse(r.out);
+    return out;
+}
+
 std::uint64_t errors_of(const nlohmann::json& report) {
     std::uint64_t n = 0;
     for (const auto& [kind, count] : report["errors"].items())
@@ -125,6 +136,47 @@ TEST_SUITE("e2e") {
         auto usage = run(std::vector<std::string>{UDSHTTP_TEST_BENCH, "-c", "zero", "x"}, d.dir);
         CHECK(usage.code == 2);
         CHECK(usage.err.find("-c: 'zero' is not a number") != std::string::npos);
+    }
+
+    TEST_CASE("udshttp-stream-bench: WebSocket echo and topic fan-out over a Unix socket and TCP - "
+              "every message checked") {
+        daemon_fixture d(true);
+        for (const auto& url : {d.unix_url("/ws/echo"), d.tcp_url("/ws/echo")}) {
+            for (const char* size : {"64", "64KiB"}) {
+                auto r = run_stream_bench(d.dir, {"ws", "-c", "4", "-b", size, "-d", "300ms", url});
+                INFO(url << " " << std::string(size) << ": " << r.err << r.report.dump());
+                REQUIRE(r.code == 0);
+                CHECK(r.report["messages"].get<std::uint64_t>() > 0);
+                CHECK(r.report["errors"].get<std::uint64_t>() == 0);
+            }
+        }
+        for (const auto& url : {d.unix_url("/topics/bench"), d.tcp_url("/topics/bench")}) {
+            auto r = run_stream_bench(d.dir, {"fanout", "-c", "50", "-d", "300ms", url});
+            INFO(url << ": " << r.err << r.report.dump());
+            REQUIRE(r.code == 0);
+            // The tool checks that each subscriber gets every message, in order.
+            CHECK(r.report["messages"].get<std::uint64_t>() > 0);
+            CHECK(r.report["published_per_s"].get<double>() > 0);
+            CHECK(r.report["errors"].get<std::uint64_t>() == 0);
+        }
+    }
+
+    TEST_CASE("udshttp-stream-bench: a wrong answer or a refused upgrade fails the run") {
+        daemon_fixture d;
+        // GET /echo is no WebSocket: the upgrade is answered 200.
+        auto ws = run_stream_bench(d.dir, {"ws", "-d", "200ms", d.unix_url("/echo")});
+        CHECK(ws.code == 1);
+        CHECK(ws.report["first_error"].get<std::string>().find("upgrade was answered") !=
+              std::string::npos);
+        // GET /hello is no event stream.
+        auto fan =
+            run_stream_bench(d.dir, {"fanout", "-c", "3", "-d", "200ms", d.unix_url("/hello")});
+        CHECK(fan.code == 1);
+        CHECK(fan.report["first_error"].get<std::string>().find("subscription was answered") !=
+              std::string::npos);
+        auto usage = run(std::vector<std::string>{UDSHTTP_TEST_STREAM_BENCH, "echo", "x"}, d.dir);
+        CHECK(usage.code == 2);
+        CHECK(usage.err.find("ws or fanout") != std::string::npos);
     }
 
     TEST_CASE("udshttp-bench --idle holds keep-alive connections open - then closes them") {
