@@ -12,10 +12,13 @@
 #include <nlohmann/json.hpp>
 
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <regex>
@@ -119,6 +122,43 @@ run_result cli_as(uid_t uid, const std::vector<std::string>& args, const temp_di
 } // namespace
 
 TEST_SUITE("sidecar") {
+    TEST_CASE("systemd readiness: READY=1 once every listener is bound - STOPPING=1 on drain") {
+        temp_dir dir;
+        // systemd's side: a datagram socket at NOTIFY_SOCKET.
+        const auto notify_path = dir.file("notify");
+        const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        REQUIRE(fd >= 0);
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        std::strncpy(addr.sun_path, notify_path.c_str(), sizeof addr.sun_path - 1);
+        REQUIRE(::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0);
+        timeval tv{.tv_sec = 10, .tv_usec = 0};
+        ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        const auto receive = [fd] {
+            char buf[512];
+            const auto n = ::recv(fd, buf, sizeof buf, 0);
+            return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
+        };
+        const auto sock = dir.file("ready.sock");
+        child server({udshttpd_path(), "--listen", sock, "--listen", "127.0.0.1:0"}, dir,
+                     {.env = {"NOTIFY_SOCKET=" + notify_path}});
+        const auto ready = receive();
+        CHECK(ready == "READY=1\nMAINPID=" + std::to_string(server.pid()));
+        // At READY=1 the listener already accepts: no retry loop needed by what depends on it.
+        raw_socket probe(proto::endpoint::unix_path(sock));
+        CHECK(probe.connected());
+        server.signal(SIGTERM);
+        CHECK(receive() == "STOPPING=1");
+        CHECK(server.wait(10s) == 0);
+        ::close(fd);
+        // A NOTIFY_SOCKET nobody listens on is a warning, not a failure.
+        child lonely({udshttpd_path(), "--listen", dir.file("lonely.sock")}, dir,
+                     {.env = {"NOTIFY_SOCKET=" + dir.file("nobody")}});
+        REQUIRE(eventually(
+            [&] { return lonely.err().find("cannot tell systemd") != std::string::npos; }));
+        lonely.signal(SIGTERM);
+        CHECK(lonely.wait(10s) == 0);
+    }
 
     TEST_CASE("metrics: the strict format check rejects what Prometheus would") {
         CHECK(read_exposition("# HELP a x\n# TYPE a counter\na 1\n").errors.empty());
