@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <regex>
 #include <thread>
 
@@ -55,10 +56,13 @@ TEST_SUITE("e2e") {
         CHECK(help.code == 0);
         CHECK(help.out.find("--listen ENDPOINT") != std::string::npos);
         auto version = run({udshttpd_path(), "--version"}, dir);
-        CHECK(version.out == "udshttpd " UDSHTTP_VERSION_STRING "\n");
+        // The version, the Boost it was built with, and the build type.
+        CHECK(version.out == "udshttpd " + udshttp::version_line() + "\n");
+        CHECK(version.out.find(" (Boost 1.") != std::string::npos);
+        CHECK(version.out.find(" build)\n") != std::string::npos);
         auto cli_version = run({udshttp_path(), "--version"}, dir);
         CHECK(cli_version.code == 0);
-        CHECK(cli_version.out == "udshttp " UDSHTTP_VERSION_STRING "\n");
+        CHECK(cli_version.out == "udshttp " + udshttp::version_line() + "\n");
         auto bad = run({udshttpd_path(), "--frobnicate"}, dir);
         CHECK(bad.code == 2);
         CHECK(bad.err == "udshttpd: unknown option '--frobnicate' (see udshttpd --help)\n");
@@ -346,6 +350,300 @@ TEST_SUITE("e2e") {
         CHECK(v.code == 0);
         CHECK(v.err == "udshttpd: warning: UDSHTTP_LISTNE names no udshttpd option; ignored "
                        "(see udshttpd --help)\n");
+    }
+
+    TEST_CASE("udshttp CLI: --retry-connrefused waits for a sidecar's socket to appear") {
+        temp_dir dir;
+        const auto sock = dir.file("late.sock");
+        const auto url = proto::make_url(proto::endpoint::unix_path(sock), "/hello");
+        // Without --retry-connrefused a missing socket file is not retried: exit 7 at once.
+        auto refused = run({udshttp_path(), "--retry", "3", "--retry-delay", "100ms", url}, dir);
+        CHECK(refused.code == 7);
+        CHECK(refused.err.find("trying again") == std::string::npos);
+        // With it, the call waits until the server is up.
+        child cli(
+            {udshttp_path(), "--retry", "30", "--retry-connrefused", "--retry-delay", "100ms", url},
+            dir);
+        std::this_thread::sleep_for(500ms);
+        child server({udshttpd_path(), "--listen", sock}, dir);
+        const auto code = cli.wait(20s);
+        CHECK(code == 0);
+        CHECK(cli.out() == "Hello Anonymous");
+        CHECK(cli.err().find("no such socket file") != std::string::npos);
+        CHECK(cli.err().find("trying again in 100ms") != std::string::npos);
+        // --retry-max-time bounds the whole: no try starts after it.
+        const auto t0 = std::chrono::steady_clock::now();
+        auto bounded =
+            run({udshttp_path(), "--retry", "100", "--retry-connrefused", "--retry-delay", "100ms",
+                 "--retry-max-time", "500ms",
+                 proto::make_url(proto::endpoint::unix_path(dir.file("never.sock")), "/")},
+                dir);
+        CHECK(bounded.code == 7);
+        CHECK(std::chrono::steady_clock::now() - t0 < 3s);
+    }
+
+    TEST_CASE("udshttp CLI: --retry tries a 503 again - honours Retry-After - prints only the "
+              "answer that counts") {
+        if (!have_program("/usr/bin/python3")) {
+            MESSAGE("skipped: /usr/bin/python3 is missing");
+            return;
+        }
+        temp_dir dir;
+        const auto sock = dir.file("flaky.sock");
+        child server({"/usr/bin/python3", peers_dir() + "/flaky_server.py", sock, "2", "503", "0"},
+                     dir);
+        REQUIRE(eventually([&] { return std::filesystem::exists(sock); }));
+        const auto url = proto::make_url(proto::endpoint::unix_path(sock), "/x");
+        const auto header_file = dir.file("head.txt");
+        auto r = run({udshttp_path(), "--retry", "3", "-D", header_file, url}, dir);
+        CHECK(r.code == 0);
+        CHECK(r.out == "ok"); // the two 503 bodies are not printed
+        CHECK(r.err.find("the server answered 503") != std::string::npos);
+        CHECK(r.err.find("trying again in 0s (3 retries left)") != std::string::npos);
+        CHECK(read_file(header_file).starts_with("HTTP/1.0 200 OK\r\n")); // -D: the last head
+        // Retries run out: the last answer is the result (with -f: exit 22, no body).
+        child again({"/usr/bin/python3", peers_dir() + "/flaky_server.py", dir.file("f2.sock"), "5",
+                     "503", "0"},
+                    dir);
+        REQUIRE(eventually([&] { return std::filesystem::exists(dir.file("f2.sock")); }));
+        auto out_of_tries =
+            run({udshttp_path(), "-f", "--retry", "1",
+                 proto::make_url(proto::endpoint::unix_path(dir.file("f2.sock")), "/x")},
+                dir);
+        CHECK(out_of_tries.code == 22);
+        CHECK(out_of_tries.out.empty());
+        // Not a transient status: a 404 is not retried.
+        child not_found(
+            {"/usr/bin/python3", peers_dir() + "/flaky_server.py", dir.file("f3.sock"), "5", "404"},
+            dir);
+        REQUIRE(eventually([&] { return std::filesystem::exists(dir.file("f3.sock")); }));
+        auto once = run({udshttp_path(), "--fail-with-body", "--retry", "3",
+                         proto::make_url(proto::endpoint::unix_path(dir.file("f3.sock")), "/x")},
+                        dir);
+        CHECK(once.code == 22);
+        CHECK(once.out == "failure 1"); // --fail-with-body: the body, and exit 22
+        CHECK(once.err.find("trying again") == std::string::npos);
+    }
+
+    TEST_CASE("udshttp CLI: -A -e -u -b send their fields - a -H of the same name wins - "
+              "UDSHTTP_SOCKET gives the socket") {
+        server_fixture srv(true);
+        temp_dir dir;
+        auto r = run({udshttp_path(), "-A", "agent/1", "-e", "http://from", "-u", "ada:pw", "-b",
+                      "k=v", "-H", "User-Agent: mine", srv.url("/echo")},
+                     dir);
+        REQUIRE(r.code == 0);
+        const auto headers = nlohmann::json::parse(r.out)["headers"].dump();
+        CHECK(headers.find("[\"User-Agent\",\"mine\"]") != std::string::npos);
+        CHECK(headers.find("agent/1") == std::string::npos);
+        CHECK(headers.find("[\"Referer\",\"http://from\"]") != std::string::npos);
+        CHECK(headers.find("[\"Authorization\",\"Basic YWRhOnB3\"]") != std::string::npos);
+        CHECK(headers.find("[\"Cookie\",\"k=v\"]") != std::string::npos);
+        // -H @FILE, -H 'X;' and -H 'User-Agent:' (the default one is not sent).
+        write_file(dir.file("fields"), "X-From-File: 1\r\nX-Empty;\n");
+        auto forms = run(
+            {udshttp_path(), "-H", "@" + dir.file("fields"), "-H", "User-Agent:", srv.url("/echo")},
+            dir);
+        REQUIRE(forms.code == 0);
+        const auto sent = nlohmann::json::parse(forms.out)["headers"].dump();
+        CHECK(sent.find("[\"X-From-File\",\"1\"]") != std::string::npos);
+        CHECK(sent.find("[\"X-Empty\",\"\"]") != std::string::npos);
+        CHECK(sent.find("User-Agent") == std::string::npos);
+        auto jar = run({udshttp_path(), "-b", "cookies.txt", srv.url("/echo")}, dir);
+        CHECK(jar.code == 2);
+        CHECK(jar.err.find("reading cookies from a file is not supported") != std::string::npos);
+        const auto sock = srv.endpoint().address;
+        auto env = run({udshttp_path(), "/hello/env"}, dir, {.env = {"UDSHTTP_SOCKET=" + sock}});
+        CHECK(env.code == 0);
+        CHECK(env.out == "Hello env");
+        // An explicit socket wins over the environment.
+        auto flag = run({udshttp_path(), "--unix-socket", sock, "/hello/flag"}, dir,
+                        {.env = {"UDSHTTP_SOCKET=" + dir.file("nothing.sock")}});
+        CHECK(flag.code == 0);
+        CHECK(flag.out == "Hello flag");
+    }
+
+    TEST_CASE("udshttp CLI: a reader that closes the pipe early is exit 23 - not SIGPIPE") {
+        daemon_fixture d(false, {"--max-body-bytes", "16MiB"});
+        const auto big = d.dir.file("big.bin");
+        {
+            std::ofstream f(big, std::ios::binary);
+            const std::string block(64 * 1024, 'b');
+            for (int i = 0; i < 64; ++i) // 4 MiB: far more than the pipe holds
+                f << block;
+        }
+        auto r =
+            run({"/bin/bash", "-c",
+                 "'" + udshttp_path() + "' --data-binary @'" + big + "' '" + d.unix_url("/echo") +
+                     "' | head -c 10 > /dev/null; exit ${PIPESTATUS[0]}"},
+                d.dir);
+        CHECK(r.code == 23);
+        CHECK(r.err.find("cannot write stdout") != std::string::npos);
+    }
+
+    TEST_CASE("udshttp CLI: -w prints on every exit - 000 without a response - @file - json - "
+              "an unknown variable warns") {
+        server_fixture srv(true);
+        temp_dir dir;
+        const auto sock = srv.endpoint().address;
+        auto ok = run({udshttp_path(), "-d", "abc", "-o", "/dev/null", "-w",
+                       "%{http_code} %{method} %{size_upload} %{num_headers} %{exitcode} "
+                       "%{url_effective}",
+                       "--unix-socket", sock, "http://localhost/echo"},
+                      dir);
+        CHECK(ok.code == 0);
+        CHECK(ok.out == "200 POST 3 4 0 http://localhost/echo");
+        auto failed = run({udshttp_path(), "-f", "-w", "%{http_code} %{exitcode}", "--unix-socket",
+                           sock, "/nope"},
+                          dir);
+        CHECK(failed.code == 22);
+        CHECK(failed.out == "404 22"); // -f: no body, but -w's line
+        auto refused = run({udshttp_path(), "-s", "-w", "%{http_code} %{exitcode} %{errormsg}",
+                            proto::make_url(proto::endpoint::unix_path(dir.file("no.sock")), "/")},
+                           dir);
+        CHECK(refused.code == 7);
+        CHECK(refused.out.starts_with("000 7 connect to unix:"));
+        CHECK(refused.err.empty()); // -s
+        write_file(dir.file("format"), "%{json}");
+        auto json = run({udshttp_path(), "-o", "/dev/null", "-w", "@" + dir.file("format"),
+                         "--unix-socket", sock, "/hello"},
+                        dir);
+        REQUIRE(json.code == 0);
+        const auto j = nlohmann::json::parse(json.out);
+        CHECK(j["http_code"] == 200);
+        CHECK(j["size_download"] == 15);
+        CHECK(j["url_effective"] == "http://localhost/hello");
+        CHECK(j["time_total"].get<double>() >= j["time_starttransfer"].get<double>());
+        auto unknown = run({udshttp_path(), "-o", "/dev/null", "-w", "[%{bogus}]", "--unix-socket",
+                            sock, "/hello"},
+                           dir);
+        CHECK(unknown.code == 0);
+        CHECK(unknown.out == "[]");
+        CHECK(unknown.err == "udshttp: warning: unknown --write-out variable: 'bogus'\n");
+    }
+
+    TEST_CASE("udshttp CLI: -v shows both heads before the body - the User-Agent sent - -f -i "
+              "prints the error's head") {
+        server_fixture srv(true);
+        temp_dir dir;
+        const auto sock = srv.endpoint().address;
+        auto v = run({"/bin/bash", "-c",
+                      "'" + udshttp_path() + "' -v --unix-socket '" + sock + "' /hello 2>&1"},
+                     dir);
+        REQUIRE(v.code == 0);
+        const auto sent = v.out.find("> GET /hello HTTP/1.1\n");
+        const auto agent = v.out.find("> User-Agent: udshttp\n");
+        const auto got = v.out.find("< HTTP/1.1 200 OK\n");
+        const auto body = v.out.find("Hello Anonymous");
+        CHECK(sent != std::string::npos);
+        CHECK(agent != std::string::npos);
+        CHECK(got != std::string::npos);
+        CHECK(body != std::string::npos);
+        CHECK(sent < got);
+        CHECK(got < body);
+        auto fi = run({udshttp_path(), "-f", "-i", "--unix-socket", sock, "/nope"}, dir);
+        CHECK(fi.code == 22);
+        CHECK(fi.out.starts_with("HTTP/1.1 404 Not Found\r\n"));
+        CHECK(fi.out.ends_with("\r\n\r\n")); // the head, not the body
+    }
+
+    TEST_CASE("udshttp CLI: messages about what was typed - a file or directory at the socket "
+              "path is named as such") {
+        temp_dir dir;
+        const auto said = [&](std::vector<std::string> args) {
+            args.insert(args.begin(), udshttp_path());
+            return run(args, dir);
+        };
+        auto sock_as_url = said({"./x.sock"});
+        CHECK(sock_as_url.code == 3);
+        CHECK(sock_as_url.err == "udshttp: './x.sock' looks like a socket file, not a URL: "
+                                 "udshttp --unix-socket ./x.sock /PATH\n");
+        auto bare_path = said({"/hello"});
+        CHECK(bare_path.code == 3);
+        CHECK(bare_path.err.find("'/hello' is a path with no server") != std::string::npos);
+        auto space = said({"http://localhost/a b"});
+        CHECK(space.code == 3);
+        CHECK(space.err.find("a space at byte 19; write it as %20") != std::string::npos);
+        write_file(dir.file("plain"), "not a socket");
+        auto regular = said({"--unix-socket", dir.file("plain"), "/x"});
+        CHECK(regular.code == 7);
+        CHECK(regular.err.find(dir.file("plain") + " is a regular file, not a socket") !=
+              std::string::npos);
+        std::filesystem::create_directory(dir.file("adir"));
+        auto directory = said({"--unix-socket", dir.file("adir"), "/x"});
+        CHECK(directory.code == 7);
+        CHECK(directory.err.find(" is a directory, not a socket") != std::string::npos);
+    }
+
+    TEST_CASE("udshttp CLI: -G - --data-urlencode - dot segments - -r build the same request as "
+              "curl's") {
+        if (!require_peer("curl", "curl"))
+            return;
+        server_fixture srv(true);
+        temp_dir dir;
+        const auto sock = srv.endpoint().address;
+        write_file(dir.file("v"), "from file&=");
+        const std::vector<std::vector<std::string>> cases{
+            {"-G", "-d", "a=1", "--data-urlencode", "q=hello world/\xc3\xbc", "--data-urlencode",
+             "f@" + dir.file("v"), "--data-urlencode", "=x y", "http://localhost/echo?z=0"},
+            {"--data-urlencode", "q=a b", "--data-urlencode", "plain text",
+             "http://localhost/echo"},
+            {"-G", "http://localhost/a/./b/../../echo?x=/../y"}, // the path's resolved
+            {"-G", "-r", "0-4", "http://localhost/echo"},
+        };
+        for (const auto& args : cases) {
+            std::vector<std::string> ours{udshttp_path(), "-s", "--unix-socket", sock};
+            std::vector<std::string> theirs{"curl", "-s", "--unix-socket", sock};
+            ours.insert(ours.end(), args.begin(), args.end());
+            theirs.insert(theirs.end(), args.begin(), args.end());
+            auto a = run(ours, dir);
+            auto b = run(theirs, dir);
+            INFO(args.front());
+            REQUIRE(a.code == 0);
+            REQUIRE(b.code == 0);
+            if (args.front() == "-G") { // the echo of a GET describes the request
+                CHECK(nlohmann::json::parse(a.out)["target"] ==
+                      nlohmann::json::parse(b.out)["target"]);
+                CHECK(nlohmann::json::parse(a.out)["method"] == "GET");
+                const auto range = [](const std::string& out) {
+                    const auto echoed = nlohmann::json::parse(out); // alive for the loop
+                    for (const auto& f : echoed["headers"])
+                        if (f[0] == "Range")
+                            return f[1].get<std::string>();
+                    return std::string();
+                };
+                CHECK(range(a.out) == range(b.out));
+            } else { // the echo of a POST is its body
+                CHECK(a.out == b.out);
+                CHECK(a.out == "q=a+b&plain+text");
+            }
+        }
+    }
+
+    TEST_CASE("udshttp CLI: -O names the file after the URL - --output-dir - --create-dirs") {
+        server_fixture srv(true);
+        temp_dir dir;
+        const auto sock = srv.endpoint().address;
+        auto r = run({udshttp_path(), "-O", "--output-dir", dir.file("a/b"), "--create-dirs",
+                      "--unix-socket", sock, "/hello/Ada?x=1"},
+                     dir);
+        CHECK(r.code == 0);
+        CHECK(read_file(dir.file("a/b/Ada")) == "Hello Ada");
+        auto none = run({udshttp_path(), "-O", "--unix-socket", sock, "/"}, dir);
+        CHECK(none.code == 23); // as curl: no file name
+        auto missing_dir =
+            run({udshttp_path(), "-o", dir.file("x/y/out"), "--unix-socket", sock, "/hello"}, dir);
+        CHECK(missing_dir.code == 23); // without --create-dirs
+    }
+
+    TEST_CASE("udshttp CLI: --path-as-is sends the dot segments as given") {
+        server_fixture srv(true);
+        temp_dir dir;
+        auto r = run({udshttp_path(), "--path-as-is", "--unix-socket", srv.endpoint().address,
+                      "http://localhost/a/../echo"},
+                     dir);
+        CHECK(r.code == 0);
+        CHECK(r.out.find("no route for GET /a/../echo") != std::string::npos);
     }
 
     TEST_CASE("udshttp CLI: timeouts exit 28 and say which deadline fired") {

@@ -293,6 +293,10 @@ TEST_SUITE("client") {
         CHECK(tty.code == 0);
         CHECK(tty.out.find("of 8.0") != std::string::npos);
         CHECK(tty.out.find("MiB/s") != std::string::npos);
+        // The last line drawn has the totals, however quick the transfer was.
+        const auto last = tty.out.substr(tty.out.rfind("\r  sent"));
+        CHECK(last.find("sent       8.0 MiB of 8.0   received       8.0 MiB of 8.0") !=
+              std::string::npos);
         CHECK(read_file(out) == content);
         auto silent = run({"/usr/bin/python3", "-c", on_tty, udshttp_path(), "-s", "-T", in, "-o",
                            out, d.unix_url("/echo")},

@@ -2,7 +2,13 @@
 
 #include <udshttp/proto/units.hpp>
 
+#include <boost/beast/core/detail/base64.hpp>
+#include <boost/beast/core/string.hpp>
+
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -43,6 +49,43 @@ void add_data(cli_options& c, data_part part) {
     c.data.push_back(std::move(part));
 }
 
+std::string percent_encode(std::string_view text) {
+    static constexpr char hex[] = "0123456789abcdef"; // as curl 7.88 writes it
+    std::string out;
+    for (const char ch : text) {
+        const auto u = static_cast<unsigned char>(ch);
+        if (std::isalnum(u) || ch == '-' || ch == '.' || ch == '_' || ch == '~') {
+            out += ch;
+        } else if (ch == ' ') {
+            out += '+'; // a form's space, as curl's
+        } else {
+            out += '%';
+            out += hex[u >> 4];
+            out += hex[u & 15];
+        }
+    }
+    return out;
+}
+
+// --data-urlencode's forms, as curl's: "content", "=content", "name=content", "@file",
+// "name@file".
+data_part urlencode_arg(const std::string& arg) {
+    data_part p{.ampersand = true, .urlencode = true};
+    const auto eq = arg.find('=');
+    const auto at = arg.find('@');
+    if (at != std::string::npos && (eq == std::string::npos || at < eq)) {
+        p.name = arg.substr(0, at);
+        p.text = arg.substr(at + 1);
+        p.from_file = true;
+    } else if (eq != std::string::npos) {
+        p.name = arg.substr(0, eq);
+        p.text = arg.substr(eq + 1);
+    } else {
+        p.text = arg;
+    }
+    return p;
+}
+
 data_part data_arg(const std::string& arg, bool strip_newlines, bool ampersand) {
     if (arg.size() > 1 && arg.front() == '@')
         return {arg.substr(1), true, strip_newlines, ampersand};
@@ -58,7 +101,30 @@ void throw_exception_from_error(const usage_error& e, const boost::source_locati
 std::string cli_options::effective_method() const {
     if (!method.empty())
         return method;
-    return head ? "HEAD" : has_data() ? "POST" : "GET";
+    return head ? "HEAD" : has_data() && !get ? "POST" : "GET";
+}
+
+std::optional<usage_error> add_header_arg(cli_options& c, std::string_view h) {
+    const auto colon = h.find(':');
+    const auto semi = h.find(';');
+    if (semi != std::string_view::npos && semi > 0 && colon == std::string_view::npos &&
+        semi == h.size() - 1) { // "Name;": the field with an empty value
+        c.headers.emplace_back(std::string(h.substr(0, semi)), "");
+        return std::nullopt;
+    }
+    if (colon == std::string_view::npos || colon == 0)
+        return usage_error{"-H: '" + std::string(h) + "' is not 'Name: value'"};
+    const auto name = std::string(h.substr(0, colon));
+    auto value = std::string(h.substr(colon + 1));
+    value.erase(0, value.find_first_not_of(" \t"));
+    if (value.empty()) { // "Name:": not sent
+        c.removed_headers.push_back(name);
+        std::erase_if(c.headers,
+                      [&](const auto& f) { return boost::beast::iequals(f.first, name); });
+        return std::nullopt;
+    }
+    c.headers.emplace_back(name, std::move(value));
+    return std::nullopt;
 }
 
 boost::system::result<command, usage_error> parse_cli(std::span<const std::string> args) {
@@ -110,6 +176,7 @@ boost::system::result<command, usage_error> parse_cli(std::span<const std::strin
         return cmd;
     }
     const auto words = split_words(args);
+    client::fields extra; // from -A, -e, -b and -u: a -H of the same name wins, as in curl
     for (std::size_t i = 0; i < words.size(); ++i) {
         std::string flag = words[i];
         std::string inline_value;
@@ -150,18 +217,32 @@ boost::system::result<command, usage_error> parse_cli(std::span<const std::strin
             c.method = next();
         } else if (flag == "-H" || flag == "--header") {
             const auto h = next();
-            const auto colon = h.find(':');
-            if (!missing && (colon == std::string::npos || colon == 0))
-                return usage_error{"-H: '" + h + "' is not 'Name: value'"};
-            if (!missing) {
-                auto value = h.substr(colon + 1);
-                value.erase(0, value.find_first_not_of(" \t"));
-                c.headers.emplace_back(h.substr(0, colon), value);
-            }
+            if (!missing && h.size() > 1 && h.front() == '@')
+                c.header_files.push_back(h.substr(1));
+            else if (auto e = missing ? std::nullopt : add_header_arg(c, h))
+                return *e;
         } else if (flag == "-d" || flag == "--data" || flag == "--data-ascii") {
             const auto arg = next();
             add_data(c, data_arg(arg, true, true));
             c.form_data = true;
+        } else if (flag == "--data-urlencode") {
+            add_data(c, urlencode_arg(next()));
+            c.form_data = true;
+        } else if (flag == "-O" || flag == "--remote-name") {
+            c.remote_name = true;
+        } else if (flag == "--output-dir") {
+            c.output_dir = next();
+        } else if (flag == "--create-dirs") {
+            c.create_dirs = true;
+        } else if (flag == "--path-as-is") {
+            c.path_as_is = true;
+        } else if (flag == "-r" || flag == "--range") {
+            const auto range = next();
+            if (!missing && range.find_first_not_of("0123456789-,") != std::string::npos)
+                return usage_error{"-r: '" + range + "' is not a byte range such as 0-499"};
+            extra.emplace_back("Range", "bytes=" + range);
+        } else if (flag == "-G" || flag == "--get") {
+            c.get = true;
         } else if (flag == "--data-binary") {
             const auto arg = next();
             if (arg.size() > 1 && arg.front() == '@' && !c.has_data())
@@ -212,6 +293,45 @@ boost::system::result<command, usage_error> parse_cli(std::span<const std::strin
             bad = duration(c.options.connect_timeout);
         } else if (flag == "--url") {
             c.url = next();
+        } else if (flag == "-D" || flag == "--dump-header") {
+            c.dump_header = next();
+        } else if (flag == "--fail-with-body") {
+            c.fail_with_body = true;
+        } else if (flag == "--retry") {
+            const auto text = next();
+            unsigned long n = 0;
+            const auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+            if (!missing && (ec != std::errc{} || p != text.data() + text.size() || n > 1000))
+                return usage_error{"--retry: '" + text + "' is not a number from 0 to 1000"};
+            c.retries = static_cast<unsigned>(n);
+        } else if (flag == "--retry-connrefused") {
+            c.retry_connrefused = true;
+        } else if (flag == "--retry-all-errors") {
+            c.retry_all_errors = true;
+        } else if (flag == "--retry-delay") {
+            std::chrono::milliseconds d{};
+            bad = duration(d);
+            c.retry_delay = d;
+        } else if (flag == "--retry-max-time") {
+            bad = duration(c.retry_max_time);
+        } else if (flag == "-A" || flag == "--user-agent") {
+            extra.emplace_back("User-Agent", next());
+        } else if (flag == "-e" || flag == "--referer") {
+            extra.emplace_back("Referer", next());
+        } else if (flag == "-b" || flag == "--cookie") {
+            const auto v = next();
+            if (!missing && v.find('=') == std::string::npos)
+                return usage_error{"-b: '" + v +
+                                   "' is not name=value; reading cookies from a file is not "
+                                   "supported"};
+            extra.emplace_back("Cookie", v);
+        } else if (flag == "-u" || flag == "--user") {
+            const auto v = next();
+            if (!missing && v.find(':') == std::string::npos)
+                return usage_error{"-u: give user:password (there is no password prompt)"};
+            std::string b64(boost::beast::detail::base64::encoded_size(v.size()), '\0');
+            b64.resize(boost::beast::detail::base64::encode(b64.data(), v.data(), v.size()));
+            extra.emplace_back("Authorization", "Basic " + b64);
         } else if (flag.size() > 1 && flag[0] == '-') {
             return usage_error{"unknown option '" + words[i] + "'"};
         } else if (c.url.empty()) {
@@ -226,6 +346,14 @@ boost::system::result<command, usage_error> parse_cli(std::span<const std::strin
     }
     if (c.url.empty())
         return usage_error{"no URL given"};
+    for (auto& [name, value] : extra) {
+        const auto same = [&](std::string_view n) { return boost::beast::iequals(n, name); };
+        const bool given = std::any_of(c.headers.begin(), c.headers.end(),
+                                       [&](const auto& h) { return same(h.first); }) ||
+                           std::any_of(c.removed_headers.begin(), c.removed_headers.end(), same);
+        if (!given)
+            c.headers.emplace_back(std::move(name), std::move(value));
+    }
     return cmd;
 }
 
@@ -235,8 +363,12 @@ udshttp::result<std::string> load_data(const std::vector<data_part>& parts) {
         const auto& part = parts[i];
         if (i > 0 && part.ampersand)
             body += '&';
+        if (part.urlencode && !part.name.empty()) {
+            body += part.name;
+            body += '=';
+        }
         if (!part.from_file) {
-            body += part.text;
+            body += part.urlencode ? percent_encode(part.text) : part.text;
             continue;
         }
         std::string content;
@@ -253,7 +385,7 @@ udshttp::result<std::string> load_data(const std::vector<data_part>& parts) {
         }
         if (part.strip_newlines)
             std::erase_if(content, [](char ch) { return ch == '\r' || ch == '\n'; });
-        body += content;
+        body += part.urlencode ? percent_encode(content) : content;
     }
     return body;
 }
@@ -283,12 +415,23 @@ URLs:
   http+unix://%40name/hello               Linux abstract socket @name
   http://127.0.0.1:8080/hello             TCP ([::1] for IPv6)
   --unix-socket PATH http://localhost/x   curl's form, same effect
+  --unix-socket PATH /x                   with a socket given, a path alone will do
+  UDSHTTP_SOCKET=/run/app.sock udshttp /x the socket from the environment, for URLs
+                                          without a scheme (@name: abstract); flags win
 
 Options (as curl's):
   -X, --request METHOD        request method (default GET, POST with data, HEAD with -I)
-  -H, --header 'Name: value'  add a header field (repeatable)
+  -H, --header 'Name: value'  add a header field (repeatable); 'Name;' sends it empty,
+                              'Name:' does not send it (User-Agent: none at all); @FILE
+                              reads one field per line
   -d, --data DATA             send DATA (form type unless -H sets one); @FILE reads FILE
                               without CR/LF, @- reads stdin; repeated -d are joined with &
+      --data-urlencode DATA   send DATA percent-encoded, as curl's: content, =content,
+                              name=content, @FILE, name@FILE
+  -G, --get                   send the data as the URL's query, with GET
+  -r, --range RANGE           send Range: bytes=RANGE (0-499, 500-, -500)
+      --path-as-is            send /./ and /../ in the path as given (by default they are
+                              resolved, as curl does)
       --data-binary DATA      send DATA exactly; @FILE and @- read a file or stdin as is
                               (a lone --data-binary @FILE is streamed, never held whole)
   -T, --upload-file FILE      PUT FILE, streamed (- for stdin, sent chunked)
@@ -296,7 +439,24 @@ Options (as curl's):
   -i, --include               print the status line and header fields before the body
   -I, --head                  send HEAD and print the header fields
   -o, --output FILE           write the body to FILE instead of stdout
+  -O, --remote-name           write the body to a file named as the URL's last segment
+      --output-dir DIR        put -o and -O files in DIR
+      --create-dirs           create the directories an output file needs
   -f, --fail                  exit 22, printing no body, when the status is 400 or more
+      --fail-with-body        exit 22 when the status is 400 or more, printing the body
+  -D, --dump-header FILE      write the response's status line and fields to FILE (- stdout)
+  -A, --user-agent TEXT       send User-Agent: TEXT
+  -e, --referer URL           send Referer: URL
+  -b, --cookie NAME=VALUE     send Cookie: NAME=VALUE (cookie files are not read)
+  -u, --user USER:PASSWORD    send HTTP Basic authorization (a -H of the same field wins)
+      --retry N               try a transient failure again, up to N times: a timeout, or
+                              408, 429, 500, 502, 503, 504, 522, 524 (their bodies are not
+                              printed); waits 1 s, doubling, or the server's Retry-After
+      --retry-connrefused     also retry a refused connect or a missing socket file (the way
+                              to wait until a sidecar's socket is up)
+      --retry-all-errors      retry every failure
+      --retry-delay DUR       wait DUR between tries instead
+      --retry-max-time DUR    start no try after DUR from the first (default: no limit)
   -s, --silent                print no error messages
   -S, --show-error            print error messages even with -s
   -v, --verbose               print the request and response heads on stderr
@@ -304,8 +464,12 @@ Options (as curl's):
   (bodies stream to stdout or FILE as they arrive, a chunk at a time, so an NDJSON or SSE
    stream prints as it comes; with stderr on a terminal and no -s, a progress line is shown
    for transfers over 4 MiB)
-  -w, --write-out FORMAT      print FORMAT after the transfer: %{http_code},
-                              %{size_download}, %{time_total}, %{content_type}, \n
+  -w, --write-out FORMAT      print FORMAT after the transfer, on every exit (@FILE: read
+                              it from FILE): %{http_code} (000: no response), %{exitcode},
+                              %{errormsg}, %{method}, %{url_effective}, %{size_download},
+                              %{size_upload}, %{size_header}, %{num_headers},
+                              %{content_type}, %{http_version}, %{time_starttransfer},
+                              %{time_total}, %{json} (all of them), \n
       --unix-socket PATH      connect to the Unix socket PATH; the URL gives the target
       --abstract-unix-socket NAME   the same, for the abstract socket @NAME
   -m, --max-time DUR          whole-request deadline, seconds or 500ms/10s (default and

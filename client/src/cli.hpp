@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -39,6 +40,8 @@ struct data_part {
     bool from_file = false;      // given as @FILE
     bool strip_newlines = false; // -d @FILE drops CR and LF, as curl does
     bool ampersand = true;       // joined to what precedes it with '&' (not --json)
+    bool urlencode = false;      // --data-urlencode: the content percent-encoded
+    std::string name{};          // --data-urlencode name=... or name@file: "name=" first
     friend bool operator==(const data_part&, const data_part&) = default;
 };
 
@@ -46,9 +49,15 @@ struct cli_options {
     std::string url{};
     std::string method{}; // empty: GET, POST with data, HEAD with -I, PUT with -T
     client::fields headers{};
-    std::vector<data_part> data{}; // in the order given
-    std::string upload_file{};     // -T FILE, or a lone --data-binary @FILE: streamed
-    bool form_data = false;        // -d: the default Content-Type is a form
+    // -H 'Name:' (nothing after the colon): a field the CLI would add is not sent, as curl's
+    // (User-Agent, and -d's Content-Type); any other is simply not sent.
+    std::vector<std::string> removed_headers{};
+    std::vector<std::string> header_files{}; // -H @FILE: one field per line, read by main
+    std::vector<data_part> data{};           // in the order given
+    std::string upload_file{};               // -T FILE, or a lone --data-binary @FILE: streamed
+    bool form_data = false;                  // -d: the default Content-Type is a form
+    bool path_as_is = false;                 // --path-as-is: keep /./ and /../ (curl squashes them)
+    bool get = false;                        // -G: the data goes into the URL's query, with GET
     bool json = false;
     bool include = false;
     bool head = false;
@@ -62,6 +71,19 @@ struct cli_options {
     bool binary = false;      // ws --binary: send lines as binary messages
     std::chrono::milliseconds linger{1'000}; // ws --linger: quiet time after stdin ends
     std::string output{};
+    bool remote_name = false;    // -O: the output file is named after the URL's last segment
+    std::string output_dir{};    // --output-dir: where -o and -O files go
+    bool create_dirs = false;    // --create-dirs: make the output file's directories
+    std::string dump_header{};   // -D FILE: the response head goes there ("-": stdout)
+    bool fail_with_body = false; // --fail-with-body: exit 22 on >= 400, the body printed
+    // --retry: how many times a transient failure is tried again (a timeout; 408, 429, 500,
+    // 502, 503, 504, 522 or 524; with --retry-connrefused also a refused connect or a missing
+    // socket file; with --retry-all-errors anything).
+    unsigned retries = 0;
+    bool retry_connrefused = false;
+    bool retry_all_errors = false;
+    std::optional<std::chrono::milliseconds> retry_delay{}; // unset: 1 s, doubling
+    std::chrono::milliseconds retry_max_time{0};            // 0: no limit
     std::string write_out{};
     std::string unix_socket{};
     std::string abstract_socket{};
@@ -85,6 +107,10 @@ struct usage_error {
 };
 [[noreturn]] void throw_exception_from_error(const usage_error& e,
                                              const boost::source_location& loc);
+
+// One -H argument: "Name: value" adds a field, "Name;" adds it empty, "Name:" removes it.
+// Returns the usage error for anything else.
+std::optional<usage_error> add_header_arg(cli_options& c, std::string_view h);
 
 // Parses the arguments after the program name.
 boost::system::result<command, usage_error> parse_cli(std::span<const std::string> args);

@@ -1,5 +1,7 @@
 #include "connect.hpp"
 
+#include <sys/stat.h>
+
 #include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
@@ -14,10 +16,22 @@ error connect_error(const boost::system::error_code& ec, const proto::endpoint& 
     const std::string context = "connect to " + where.to_string();
     if (ec == boost::system::errc::no_such_file_or_directory)
         return error::from(errc::no_such_socket, context);
-    if (ec == boost::system::errc::connection_refused)
-        return where.is_unix() ? error::from(errc::connection_refused, context)
-                               : error{make_error_code(errc::connection_refused),
-                                       context + ": connection refused (no server listening)"};
+    if (ec == boost::system::errc::connection_refused) {
+        if (!where.is_unix())
+            return {make_error_code(errc::connection_refused),
+                    context + ": connection refused (no server listening)"};
+        // connect() says "refused" for any file that is not a socket: say what it is.
+        struct stat st {};
+        if (where.kind == proto::transport::unix_path && ::stat(where.address.c_str(), &st) == 0 &&
+            !S_ISSOCK(st.st_mode)) {
+            const char* what = S_ISDIR(st.st_mode)   ? "a directory"
+                               : S_ISREG(st.st_mode) ? "a regular file"
+                                                     : "a file of another kind";
+            return {make_error_code(errc::connection_refused),
+                    context + ": " + where.address + " is " + what + ", not a socket"};
+        }
+        return error::from(errc::connection_refused, context);
+    }
     if (ec == boost::system::errc::permission_denied ||
         ec == boost::system::errc::operation_not_permitted)
         return error::from(errc::permission_denied, context);

@@ -9,14 +9,19 @@
 #include <udshttp/proto/url.hpp>
 #include <udshttp/proto/version.hpp>
 
+#include <boost/beast/core/string.hpp>
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -24,9 +29,11 @@
 #include <span>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
+#include <signal.h>
 #include <unistd.h>
 
 namespace {
@@ -41,25 +48,102 @@ using cli = udshttp::cli::cli_options;
 }
 
 bool has_header(const cli& c, std::string_view name) {
-    for (const auto& [k, v] : c.headers)
-        if (k.size() == name.size() &&
-            std::equal(k.begin(), k.end(), name.begin(), [](char a, char b) {
-                return std::tolower(static_cast<unsigned char>(a)) ==
-                       std::tolower(static_cast<unsigned char>(b));
-            }))
-            return true;
-    return false;
+    return std::any_of(c.headers.begin(), c.headers.end(),
+                       [&](const auto& f) { return boost::beast::iequals(f.first, name); });
+}
+
+// -H 'Name:' named it: the CLI's own field of that name is not sent either.
+bool removed_header(const cli& c, std::string_view name) {
+    return std::any_of(c.removed_headers.begin(), c.removed_headers.end(),
+                       [&](const std::string& n) { return boost::beast::iequals(n, name); });
+}
+
+// RFC 3986 5.2.4: the path with its "." and ".." segments resolved, as curl sends it.
+std::string remove_dot_segments(std::string_view path) {
+    std::vector<std::string_view> out;
+    bool trailing = false;
+    while (!path.empty()) {
+        const auto slash = path.find('/', 1);
+        auto seg = path.substr(0, slash); // "/name" (or "name" at the start)
+        path = slash == std::string_view::npos ? std::string_view{} : path.substr(slash);
+        const auto name = seg.starts_with("/") ? seg.substr(1) : seg;
+        trailing = false;
+        if (name == ".") {
+            trailing = true;
+        } else if (name == "..") {
+            if (!out.empty())
+                out.pop_back();
+            trailing = true;
+        } else {
+            out.push_back(seg);
+        }
+    }
+    std::string result;
+    for (auto seg : out) {
+        if (!seg.starts_with("/"))
+            result += '/';
+        result += seg;
+    }
+    if (trailing || result.empty())
+        result += '/';
+    return result;
+}
+
+// The target with its path's dot segments resolved; the query as it is.
+std::string squash_target(const std::string& target) {
+    const auto q = target.find('?');
+    const auto path = std::string_view(target).substr(0, q);
+    const bool dotted = path.find("/./") != std::string_view::npos ||
+                        path.find("/../") != std::string_view::npos || path.ends_with("/.") ||
+                        path.ends_with("/..");
+    if (!dotted)
+        return target;
+    return remove_dot_segments(path) + (q == std::string::npos ? "" : target.substr(q));
+}
+
+bool socket_given(const cli& c) {
+    return !c.unix_socket.empty() || !c.abstract_socket.empty();
+}
+
+// The URL as the user meant it, as curl would print it (its url_effective): a path alone on a
+// given socket is on localhost, and a URL without a scheme is http.
+std::string typed_url(const cli& c) {
+    std::string url = c.url;
+    if (url.starts_with("/") && socket_given(c))
+        url = "localhost" + url;
+    if (url.find("://") == std::string::npos)
+        url = "http://" + url;
+    return url;
 }
 
 // The URL the client library gets: --unix-socket/--abstract-unix-socket move the target of an
-// http:// URL onto the socket, keeping its Host.
+// http:// URL onto the socket, keeping its Host; the path's dot segments are resolved unless
+// --path-as-is.
 std::string effective_url(cli& c) {
-    std::string url = c.url;
-    if (url.find("://") == std::string::npos)
-        url = "http://" + url; // as curl: a bare host/path means http
-    if (c.unix_socket.empty() && c.abstract_socket.empty())
-        return url;
+    if (!socket_given(c) && c.url.find("://") == std::string::npos) {
+        // What the user typed, not the http://... it would have become.
+        if (c.url.ends_with(".sock") || c.url.starts_with("./") || c.url.starts_with("../"))
+            die(c, bad_url,
+                "'" + c.url + "' looks like a socket file, not a URL: udshttp --unix-socket " +
+                    c.url + " /PATH");
+        if (c.url.starts_with("/"))
+            die(c, bad_url,
+                "'" + c.url +
+                    "' is a path with no server: give --unix-socket SOCKET (or set "
+                    "UDSHTTP_SOCKET), or a whole URL");
+    }
+    const auto url = typed_url(c);
     auto parsed = udshttp::proto::url::parse(url);
+    if (!socket_given(c)) {
+        if (!parsed)
+            return url; // reported where it is sent
+        const auto target = c.path_as_is ? parsed->target : squash_target(parsed->target);
+        if (target == parsed->target)
+            return url;
+        if (!has_header(c, "Host"))
+            c.headers.emplace_back("Host", parsed->host);
+        return udshttp::proto::make_url(parsed->where, target);
+    }
     if (!parsed)
         die(c, bad_url, parsed.error().message);
     auto where = c.unix_socket.empty() ? udshttp::proto::endpoint::parse("@" + c.abstract_socket)
@@ -68,7 +152,8 @@ std::string effective_url(cli& c) {
         die(c, bad_url, where.error().message);
     if (!has_header(c, "Host"))
         c.headers.emplace_back("Host", parsed->host);
-    return udshttp::proto::make_url(*where, parsed->target);
+    return udshttp::proto::make_url(*where,
+                                    c.path_as_is ? parsed->target : squash_target(parsed->target));
 }
 
 int exit_code_for(const udshttp::error& e) {
@@ -110,6 +195,38 @@ int exit_code_for(const udshttp::error& e) {
     }
 }
 
+// 1.5s, 200ms: a wait as the user would write it.
+std::string seconds_text(std::chrono::milliseconds d) {
+    if (d.count() % 1000 != 0)
+        return std::to_string(d.count()) + "ms";
+    return std::to_string(d.count() / 1000) + "s";
+}
+
+// The statuses curl's --retry tries again.
+bool transient_status(unsigned s) {
+    return s == 408 || s == 429 || s == 500 || s == 502 || s == 503 || s == 504 || s == 522 ||
+           s == 524;
+}
+
+// The failures --retry tries again: a timeout; with --retry-connrefused a refused connect or
+// a socket file that is not there (yet); with --retry-all-errors any.
+bool transient_error(const cli& c, const udshttp::error& e) {
+    if (c.retry_all_errors)
+        return true;
+    if (e.code.category() != udshttp::error_category())
+        return false;
+    switch (static_cast<udshttp::errc>(e.code.value())) {
+    case udshttp::errc::timeout:
+    case udshttp::errc::connect_timeout:
+        return true;
+    case udshttp::errc::connection_refused:
+    case udshttp::errc::no_such_socket:
+        return c.retry_connrefused;
+    default:
+        return false;
+    }
+}
+
 std::string status_and_headers(const udshttp::client::response& r) {
     std::string out = r.version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
     out += std::to_string(r.status) + " " + r.reason + "\r\n";
@@ -119,8 +236,64 @@ std::string status_and_headers(const udshttp::client::response& r) {
     return out;
 }
 
-std::string expand_write_out(const std::string& format, const udshttp::client::response& r,
-                             double seconds, const std::string& url, std::uint64_t downloaded) {
+// What -w can print: curl's variables that apply to a request over a socket.
+struct write_out_context {
+    const udshttp::client::response* r = nullptr; // null: no response arrived
+    std::string method{};
+    std::string url{}; // as the user gave it (curl's url_effective)
+    double seconds = 0;
+    std::optional<double> starttransfer{}; // when the response head arrived
+    std::uint64_t downloaded = 0;
+    std::uint64_t uploaded = 0;
+    int exitcode = 0;
+    std::string errormsg{};
+};
+
+// One -w variable's value; nullopt for a name curl has that does not apply, or none at all.
+std::optional<nlohmann::ordered_json> write_out_value(std::string_view var,
+                                                      const write_out_context& x) {
+    const auto* r = x.r;
+    if (var == "http_code" || var == "response_code")
+        return r ? r->status : 0u;
+    if (var == "http_version")
+        return r ? (r->version == 10 ? "1.0" : "1.1") : "0";
+    if (var == "size_download")
+        return x.downloaded;
+    if (var == "size_upload")
+        return x.uploaded;
+    if (var == "size_header")
+        return r ? status_and_headers(*r).size() : 0u;
+    if (var == "num_headers")
+        return r ? r->headers.size() : 0u;
+    if (var == "content_type")
+        return r ? r->header("Content-Type") : "";
+    if (var == "method")
+        return x.method;
+    if (var == "url_effective" || var == "url")
+        return x.url;
+    if (var == "exitcode")
+        return x.exitcode;
+    if (var == "errormsg")
+        return x.errormsg;
+    if (var == "time_total")
+        return x.seconds;
+    if (var == "time_starttransfer")
+        return x.starttransfer.value_or(0.0);
+    // No name lookup, no TLS and no redirects over a socket here; the connect is part of
+    // the time to the first byte, which is what a caller over a local socket waits on.
+    if (var == "time_namelookup" || var == "time_appconnect" || var == "time_redirect" ||
+        var == "num_redirects")
+        return 0;
+    return std::nullopt;
+}
+
+constexpr std::string_view write_out_names[] = {
+    "http_code",     "response_code", "http_version",    "size_download",   "size_upload",
+    "size_header",   "num_headers",   "content_type",    "method",          "url_effective",
+    "exitcode",      "errormsg",      "time_namelookup", "time_appconnect", "time_starttransfer",
+    "time_redirect", "time_total",    "num_redirects"};
+
+std::string expand_write_out(const std::string& format, const write_out_context& x, bool warn) {
     std::string out;
     for (std::size_t i = 0; i < format.size(); ++i) {
         if (format[i] == '\\' && i + 1 < format.size()) {
@@ -133,20 +306,30 @@ std::string expand_write_out(const std::string& format, const udshttp::client::r
                 break;
             }
             const auto var = format.substr(i + 2, close - i - 2);
-            if (var == "http_code" || var == "response_code") {
-                char buf[8];
-                std::snprintf(buf, sizeof buf, "%03u", r.status);
-                out += buf;
-            } else if (var == "size_download") {
-                out += std::to_string(downloaded);
-            } else if (var == "time_total") {
-                char buf[32];
-                std::snprintf(buf, sizeof buf, "%.6f", seconds);
-                out += buf;
-            } else if (var == "content_type") {
-                out += r.header("Content-Type");
-            } else if (var == "url_effective") {
-                out += url;
+            if (var == "json") {
+                nlohmann::ordered_json all;
+                for (auto name : write_out_names)
+                    all[std::string(name)] = *write_out_value(name, x);
+                out += all.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+            } else if (auto v = write_out_value(var, x)) {
+                if (var == "http_code" || var == "response_code") {
+                    char buf[8];
+                    std::snprintf(buf, sizeof buf, "%03u", v->get<unsigned>());
+                    out += buf;
+                } else if (v->is_number_float()) {
+                    char buf[32];
+                    std::snprintf(buf, sizeof buf, "%.6f", v->get<double>());
+                    out += buf;
+                } else if (v->is_string()) {
+                    out += v->get<std::string>();
+                } else {
+                    out += v->dump();
+                }
+            } else if (warn && (var == "time_connect" || var == "time_pretransfer")) {
+                std::cerr << "udshttp: warning: --write-out variable '" << var
+                          << "' is not measured (time_starttransfer is); printed as nothing\n";
+            } else if (warn) {
+                std::cerr << "udshttp: warning: unknown --write-out variable: '" << var << "'\n";
             }
             i = close;
         } else if (format.compare(i, 2, "%%") == 0) {
@@ -166,11 +349,25 @@ public:
     explicit progress_meter(bool enabled) : enabled_(enabled) {}
 
     void update(const udshttp::client::progress& p) {
+        last_p_ = p;
         if (!enabled_ || std::max(p.sent, p.received) < threshold)
             return;
         const auto now = std::chrono::steady_clock::now();
         if (shown_ && now - last_ < std::chrono::milliseconds(200))
             return;
+        draw(p, now);
+    }
+    // The last figures, drawn once more: a transfer shorter than the redraw interval would
+    // otherwise end on its first sample.
+    void finish() {
+        if (!shown_)
+            return;
+        draw(last_p_, std::chrono::steady_clock::now());
+        std::cerr << '\n';
+    }
+
+private:
+    void draw(const udshttp::client::progress& p, std::chrono::steady_clock::time_point now) {
         last_ = now;
         shown_ = true;
         const double secs = std::chrono::duration<double>(now - start_).count();
@@ -184,12 +381,6 @@ public:
                       secs > 0 ? moved / mib / secs : 0.0);
         std::cerr << line << std::flush;
     }
-    void finish() {
-        if (shown_)
-            std::cerr << '\n';
-    }
-
-private:
     static constexpr std::uint64_t threshold = 4 * 1024 * 1024;
     static std::string total(const std::optional<std::uint64_t>& t) {
         if (!t)
@@ -200,6 +391,7 @@ private:
     }
     bool enabled_;
     bool shown_ = false;
+    udshttp::client::progress last_p_{};
     std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
     std::chrono::steady_clock::time_point last_;
 };
@@ -299,6 +491,9 @@ int relay_websocket(cli& c) {
 }
 
 int main(int argc, char** argv) {
+    // A reader that closes the pipe early (udshttp URL | head) is a write error, exit 23 as
+    // curl's, not death by SIGPIPE (141).
+    ::signal(SIGPIPE, SIG_IGN);
     const std::vector<std::string> args(argv + 1, argv + argc);
     auto command = parse_cli(args);
     if (!command) {
@@ -310,7 +505,7 @@ int main(int argc, char** argv) {
         std::cout << help_text();
         return ok;
     case action::version:
-        std::cout << "udshttp " << udshttp::version << '\n';
+        std::cout << "udshttp " << udshttp::version_line() << '\n';
         return ok;
     case action::routes:
         return list_routes(command->options.url);
@@ -322,15 +517,79 @@ int main(int argc, char** argv) {
         break;
     }
     cli& c = command->options;
+    if (c.fail && c.fail_with_body) {
+        std::cerr << "udshttp: choose --fail or --fail-with-body, not both (see udshttp --help)\n";
+        return usage;
+    }
+    if (c.write_out.starts_with("@")) { // -w @FILE (@- stdin): the format from a file
+        const auto name = c.write_out.substr(1);
+        std::ifstream f;
+        if (name != "-")
+            f.open(name, std::ios::binary);
+        std::istream& in = name == "-" ? std::cin : f;
+        if (!in)
+            die(c, read_error,
+                "cannot read the -w format from " + name + ": " + std::strerror(errno));
+        c.write_out.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+    // A default socket from the environment, as DOCKER_HOST is docker's: it applies to a URL
+    // without a scheme ("/hello", "localhost/hello"); --unix-socket and full URLs win.
+    if (const char* env = std::getenv("UDSHTTP_SOCKET"); env && *env && c.unix_socket.empty() &&
+                                                         c.abstract_socket.empty() &&
+                                                         c.url.find("://") == std::string::npos) {
+        if (env[0] == '@')
+            c.abstract_socket = env + 1;
+        else
+            c.unix_socket = env;
+    }
+    for (const auto& file : c.header_files) { // -H @FILE: a field per line
+        std::ifstream in(file);
+        if (!in)
+            die(c, read_error, "cannot read headers from " + file + ": " + std::strerror(errno));
+        for (std::string line; std::getline(in, line);) {
+            if (!line.empty() && line.back() == '\r')
+                line.pop_back();
+            if (line.empty())
+                continue;
+            if (auto e = add_header_arg(c, line))
+                die(c, usage, file + ": " + e->message);
+        }
+    }
+    if (removed_header(c, "User-Agent"))
+        c.options.user_agent.clear();
     udshttp::client::request req;
     req.url = effective_url(c);
+    if (c.remote_name && c.output.empty()) { // -O: the URL's last path segment
+        auto parsed = udshttp::proto::url::parse(req.url);
+        std::string target = parsed ? parsed->target : "";
+        target = target.substr(0, target.find('?'));
+        auto name = target.substr(target.rfind('/') + 1);
+        if (name.empty() || name == "." || name == "..")
+            die(c, write_error,
+                "-O: the URL's path has no file name to write to ('" + target + "')");
+        c.output = std::move(name);
+    }
+    if (!c.output.empty() && c.output != "-") {
+        if (!c.output_dir.empty() && !c.output.starts_with("/"))
+            c.output = c.output_dir + "/" + c.output;
+        if (c.create_dirs) {
+            std::error_code ec;
+            const auto parent = std::filesystem::path(c.output).parent_path();
+            if (!parent.empty())
+                std::filesystem::create_directories(parent, ec);
+            if (ec)
+                die(c, write_error,
+                    "--create-dirs: cannot create " + parent.string() + ": " + ec.message());
+        }
+    }
     req.headers = c.headers;
     if (c.json) {
         if (!has_header(c, "Content-Type"))
             req.headers.emplace_back("Content-Type", "application/json");
         if (!has_header(c, "Accept"))
             req.headers.emplace_back("Accept", "application/json");
-    } else if (c.form_data && !has_header(c, "Content-Type")) {
+    } else if (c.form_data && !c.get && !has_header(c, "Content-Type") &&
+               !removed_header(c, "Content-Type")) {
         req.headers.emplace_back("Content-Type", "application/x-www-form-urlencoded");
     }
     std::string data;
@@ -340,9 +599,14 @@ int main(int argc, char** argv) {
             die(c, read_error, body.error().message);
         data = std::move(*body);
     }
+    if (c.get && !data.empty()) { // -G: the data is the query
+        req.url += req.url.find('?') == std::string::npos ? '?' : '&';
+        req.url += data;
+        data.clear();
+    }
     req.method = c.effective_method();
 
-    if (c.verbose) {
+    if (c.verbose) { // the head as it is sent, the fields the client adds included
         auto parsed = udshttp::proto::url::parse(req.url);
         if (parsed) {
             std::cerr << "* connecting to " << parsed->where.to_string() << '\n';
@@ -350,6 +614,8 @@ int main(int argc, char** argv) {
             if (!has_header(c, "Host"))
                 std::cerr << "> Host: " << parsed->host << '\n';
         }
+        if (!has_header(c, "User-Agent") && !c.options.user_agent.empty())
+            std::cerr << "> User-Agent: " << c.options.user_agent << '\n';
         for (const auto& [k, v] : req.headers)
             std::cerr << "> " << k << ": " << v << '\n';
         if (!data.empty())
@@ -357,30 +623,31 @@ int main(int argc, char** argv) {
         std::cerr << ">\n";
     }
 
-    req.body = std::move(data);
-    bool source_failed = false;
-    if (!c.upload_file.empty()) {
-        auto src = udshttp::client::file_source(c.upload_file);
-        if (!src)
-            die(c, read_error, src.error().message);
-        src->source = [inner = std::move(src->source),
-                       &source_failed](std::span<char> buf) -> udshttp::result<std::size_t> {
-            auto n = inner(buf);
-            source_failed = !n;
-            return n;
-        };
-        req.body = std::move(*src);
-        if (c.verbose)
-            std::cerr << "> (body streamed from " << c.upload_file << ")\n";
-    }
-
-    // The body goes out as it arrives. Output opens at the first piece (or at the end for an
-    // empty body), so -f on an error status leaves no file behind.
+    const bool quiet_failure = c.fail; // -f: no body for an error status
+    const bool fails_on_status = c.fail || c.fail_with_body;
+    udshttp::client::client client(c.options);
+    const auto started = std::chrono::steady_clock::now();
+    // -w's figures, and the way out: every exit from here prints -w's line too, as curl's
+    // (000 when no response arrived).
+    write_out_context wo{.method = req.method, .url = typed_url(c)};
+    const auto finish = [&](int code, const std::string& message) {
+        if (!message.empty() && c.errors_shown())
+            std::cerr << "udshttp: " << message << '\n';
+        std::cout.flush();
+        if (!c.write_out.empty()) {
+            wo.exitcode = code;
+            wo.errormsg = message;
+            wo.seconds =
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+            std::cout << expand_write_out(c.write_out, wo, !c.silent) << std::flush;
+        }
+        std::exit(code);
+    };
     std::optional<udshttp::client::body_sink> out;
+    std::optional<udshttp::client::body_sink> dump;
     bool sink_failed = false;
     std::string error_text; // with -f, an error answer's body, for the message
     std::uint64_t downloaded = 0;
-    unsigned status = 0; // of the response whose head has arrived
     auto open_output = [&]() -> bool {
         if (out)
             return true;
@@ -393,64 +660,156 @@ int main(int argc, char** argv) {
         out = std::move(*s);
         return true;
     };
-    progress_meter meter(!c.silent && ::isatty(STDERR_FILENO));
-    udshttp::client::download dl;
-    dl.head = [&](const udshttp::client::response& r) {
-        status = r.status;
-        if ((c.include || c.head) && !(c.fail && r.status >= 400) && open_output()) {
+
+    const auto data_size = data.size();
+    req.body = std::move(data); // send() only reads it, so each try sends it again
+    for (unsigned attempt = 0;; ++attempt) {
+        const unsigned retries_left = c.retries - attempt;
+        bool source_failed = false;
+        bool source_read = false; // a streamed body cannot be sent again once read from
+        if (!c.upload_file.empty()) {
+            auto src = udshttp::client::file_source(c.upload_file);
+            if (!src)
+                finish(read_error, src.error().message);
+            src->source = [inner = std::move(src->source), &source_failed,
+                           &source_read](std::span<char> buf) -> udshttp::result<std::size_t> {
+                auto n = inner(buf);
+                source_failed = !n;
+                source_read = source_read || (n && *n > 0);
+                return n;
+            };
+            req.body = std::move(*src);
+            if (c.verbose && attempt == 0)
+                std::cerr << "> (body streamed from " << c.upload_file << ")\n";
+        }
+        // The wait before the next try, if this one may be tried again: --retry-delay, else
+        // the server's Retry-After, else 1 s doubling (as curl); none past --retry-max-time.
+        const auto next_wait =
+            [&](const udshttp::client::response* r) -> std::optional<std::chrono::milliseconds> {
+            if (retries_left == 0 || (source_read && c.upload_file == "-"))
+                return std::nullopt;
+            std::chrono::milliseconds wait =
+                std::chrono::seconds(1) * (1u << std::min(attempt, 9u));
+            if (c.retry_delay) {
+                wait = *c.retry_delay;
+            } else if (r) {
+                const auto after = r->header("Retry-After");
+                unsigned long secs = 0;
+                const auto [p, ec] =
+                    std::from_chars(after.data(), after.data() + after.size(), secs);
+                if (!after.empty() && ec == std::errc{} && p == after.data() + after.size())
+                    wait = std::chrono::seconds(std::min(secs, 3600ul));
+            }
+            if (c.retry_max_time.count() > 0 &&
+                std::chrono::steady_clock::now() + wait - started > c.retry_max_time)
+                return std::nullopt;
+            return wait;
+        };
+
+        // The body goes out as it arrives. Output opens at the first piece (or at the end for
+        // an empty body), so -f on an error status leaves no file behind. An answer that will
+        // be tried again writes nothing.
+        unsigned status = 0;
+        bool discard = false;
+        bool wrote_body = false;
+        std::optional<std::chrono::milliseconds> status_wait;
+        progress_meter meter(!c.silent && ::isatty(STDERR_FILENO));
+        udshttp::client::download dl;
+        dl.head = [&](const udshttp::client::response& r) {
+            status = r.status;
+            wo.starttransfer =
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+            const bool transient = transient_status(r.status) ||
+                                   (c.retry_all_errors && fails_on_status && r.status >= 400);
+            if (transient && (status_wait = next_wait(&r))) {
+                discard = true;
+                return;
+            }
             const auto text = status_and_headers(r);
-            if (!(*out)(text))
-                sink_failed = true;
-        }
-    };
-    dl.sink = [&](std::string_view piece) -> udshttp::result<void> {
-        downloaded += piece.size();
-        if (c.fail && status >= 400) {
-            if (error_text.size() < 64 * 1024)
-                error_text.append(piece);
-            return {};
-        }
-        if (!open_output())
-            return udshttp::error{make_error_code(udshttp::errc::io_error), error_text};
-        auto r = (*out)(piece);
-        sink_failed = !r;
-        return r;
-    };
-    dl.progress = [&](const udshttp::client::progress& p) { meter.update(p); };
+            if (c.verbose) { // before the body, as curl's
+                std::istringstream lines(text);
+                for (std::string line; std::getline(lines, line);) {
+                    if (!line.empty() && line.back() == '\r')
+                        line.pop_back();
+                    std::cerr << "< " << line << '\n';
+                }
+            }
+            if (!c.dump_header.empty()) {
+                if (auto d = udshttp::client::file_sink(c.dump_header); !d) {
+                    error_text = d.error().message;
+                    sink_failed = true;
+                } else if (dump = std::move(*d); !(*dump)(text)) {
+                    sink_failed = true;
+                }
+            }
+            // With -f too: curl writes the head of an error answer, then fails.
+            if ((c.include || c.head) && open_output()) {
+                if (!(*out)(text))
+                    sink_failed = true;
+            }
+        };
+        dl.sink = [&](std::string_view piece) -> udshttp::result<void> {
+            if (discard)
+                return {};
+            downloaded += piece.size();
+            if (quiet_failure && status >= 400) {
+                if (error_text.size() < 64 * 1024)
+                    error_text.append(piece);
+                return {};
+            }
+            if (!open_output())
+                return udshttp::error{make_error_code(udshttp::errc::io_error), error_text};
+            wrote_body = true;
+            auto r = (*out)(piece);
+            sink_failed = !r;
+            return r;
+        };
+        dl.progress = [&](const udshttp::client::progress& p) {
+            wo.uploaded = p.sent;
+            meter.update(p);
+        };
 
-    udshttp::client::client client(c.options);
-    const auto started = std::chrono::steady_clock::now();
-    auto r = client.send(req, dl);
-    meter.finish();
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    if (!r)
-        die(c,
-            source_failed ? read_error
-            : sink_failed ? write_error
-                          : exit_code_for(r.error()),
-            r.error().message);
-
-    if (c.verbose) {
-        std::istringstream head_text(status_and_headers(*r));
-        for (std::string line; std::getline(head_text, line);) {
-            if (!line.empty() && line.back() == '\r')
-                line.pop_back();
-            std::cerr << "< " << line << '\n';
+        auto r = client.send(req, dl);
+        meter.finish();
+        std::optional<std::chrono::milliseconds> wait;
+        std::string why;
+        if (!r && !source_failed && !sink_failed && !wrote_body && transient_error(c, r.error())) {
+            wait = next_wait(nullptr);
+            why = r.error().message;
+        } else if (r && discard) {
+            wait = status_wait;
+            why = "the server answered " + std::to_string(r->status) + " " + r->reason;
         }
+        if (wait) {
+            if (c.errors_shown())
+                std::cerr << "udshttp: " << why << "; trying again in " << seconds_text(*wait)
+                          << " (" << retries_left << (retries_left == 1 ? " retry" : " retries")
+                          << " left)\n";
+            std::this_thread::sleep_for(*wait);
+            continue;
+        }
+        if (!r)
+            finish(source_failed ? read_error
+                   : sink_failed ? write_error
+                                 : exit_code_for(r.error()),
+                   r.error().message);
+        wo.r = &*r;
+        wo.downloaded = downloaded;
+        if (c.upload_file.empty()) // a body from memory went out whole
+            wo.uploaded = std::max<std::uint64_t>(wo.uploaded, data_size);
+
+        if (fails_on_status && r->status >= 400) {
+            if (c.fail_with_body && (!open_output() || sink_failed))
+                finish(write_error, error_text.empty() ? "cannot write the output" : error_text);
+            std::string message = req.method + " " + req.url + ": the server answered " +
+                                  std::to_string(r->status) + " " + r->reason;
+            r->body = error_text; // -f kept it aside; --fail-with-body printed it
+            if (auto body = r->error_body(); body && !body->message.empty())
+                message += ": " + body->message;
+            finish(http_error, message);
+        }
+        if (!open_output() || sink_failed)
+            finish(write_error, error_text.empty() ? "cannot write the output" : error_text);
+        finish(ok, "");
     }
-    if (c.fail && r->status >= 400) {
-        std::string message = req.method + " " + req.url + ": the server answered " +
-                              std::to_string(r->status) + " " + r->reason;
-        r->body = error_text;
-        if (auto body = r->error_body(); body && !body->message.empty())
-            message += ": " + body->message;
-        die(c, http_error, message);
-    }
-    if (!open_output() || sink_failed)
-        die(c, write_error, error_text.empty() ? "cannot write the output" : error_text);
-    std::cout.flush();
-    if (!c.write_out.empty())
-        std::cout << expand_write_out(c.write_out, *r, seconds, req.url, downloaded) << std::flush;
-    return ok;
 }

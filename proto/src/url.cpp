@@ -93,6 +93,14 @@ result<url> parse_http_url(std::string_view text, const boost::urls::url_view& u
 } // namespace
 
 result<url> url::parse(std::string_view text) {
+    // Boost.URL's own word for these is "leftover": say what and where.
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const auto ch = static_cast<unsigned char>(text[i]);
+        if (ch == ' ')
+            return invalid(text, "a space at byte " + std::to_string(i + 1) + "; write it as %20");
+        if (ch < 0x20 || ch == 0x7f)
+            return invalid(text, "a control character at byte " + std::to_string(i + 1));
+    }
     auto parsed = boost::urls::parse_uri(text);
     if (!parsed)
         return invalid(text, parsed.error().message());

@@ -9,6 +9,7 @@
 
 using namespace udshttp::cli;
 using namespace std::chrono_literals;
+using client_fields = udshttp::client::fields;
 
 namespace {
 
@@ -82,6 +83,61 @@ TEST_SUITE("internal") {
         CHECK(parse({"u"}).options.effective_method() == "GET");
         CHECK(parse({"-I", "u"}).options.effective_method() == "HEAD");
         CHECK(parse({"-X", "DELETE", "-d", "x", "u"}).options.effective_method() == "DELETE");
+    }
+
+    TEST_CASE("cli: --retry and its companions - -D - --fail-with-body") {
+        const auto c = parse({"--retry", "4", "--retry-connrefused", "--retry-delay", "250ms",
+                              "--retry-max-time=10s", "-D", "-", "--fail-with-body", "http://h/"})
+                           .options;
+        CHECK(c.retries == 4);
+        CHECK(c.retry_connrefused);
+        CHECK(c.retry_delay == 250ms);
+        CHECK(c.retry_max_time == 10s);
+        CHECK(c.dump_header == "-");
+        CHECK(c.fail_with_body);
+        CHECK_FALSE(parse({"http://h/"}).options.retry_delay.has_value()); // 1 s, doubling
+        CHECK(error_of({"--retry", "many", "http://h/"}) ==
+              "--retry: 'many' is not a number from 0 to 1000");
+        CHECK(error_of({"--retry-delay", "soon", "http://h/"}).starts_with("--retry-delay: "));
+    }
+
+    TEST_CASE("cli: -A -e -b -u become fields unless -H gave the same name") {
+        const auto c = parse({"-A", "a/1", "-H", "referer: mine", "-e", "http://r", "-b", "k=v",
+                              "-u", "u:p", "http://h/"})
+                           .options;
+        const client_fields expected{{"referer", "mine"},
+                                     {"User-Agent", "a/1"},
+                                     {"Cookie", "k=v"},
+                                     {"Authorization", "Basic dTpw"}};
+        CHECK(c.headers == expected);
+        CHECK(error_of({"-u", "user", "http://h/"}) ==
+              "-u: give user:password (there is no password prompt)");
+    }
+
+    TEST_CASE("cli: -H 'X;' sends X empty - -H 'X:' does not send X - -H @FILE is kept for main") {
+        const auto c = parse({"-H", "A: 1", "-H", "E;", "-H", "A:", "-H", "User-Agent:", "-A", "ua",
+                              "-H", "@/tmp/h.txt", "http://h/"})
+                           .options;
+        const client_fields expected{{"E", ""}};
+        CHECK(c.headers == expected); // A removed; -A yields to the removed User-Agent
+        CHECK(c.removed_headers == std::vector<std::string>{"A", "User-Agent"});
+        CHECK(c.header_files == std::vector<std::string>{"/tmp/h.txt"});
+        CHECK(error_of({"-H", "novalue", "http://h/"}) == "-H: 'novalue' is not 'Name: value'");
+    }
+
+    TEST_CASE("cli: --data-urlencode's forms - -G makes data the query of a GET") {
+        udshttp::test::temp_dir dir;
+        udshttp::test::write_file(dir.file("v"), "a&b c");
+        const auto c = parse({"-G", "--data-urlencode", "q=a b/ü", "--data-urlencode", "=x y",
+                              "--data-urlencode", "plain", "--data-urlencode", "f@" + dir.file("v"),
+                              "http://h/"})
+                           .options;
+        CHECK(c.get);
+        CHECK(c.effective_method() == "GET");
+        auto body = load_data(c.data);
+        REQUIRE(body);
+        CHECK(*body == "q=a+b%2f%c3%bc&x+y&plain&f=a%26b+c");
+        CHECK(parse({"-d", "x", "http://h/"}).options.effective_method() == "POST");
     }
 
     TEST_CASE("cli: usage errors name the flag") {
