@@ -9,6 +9,7 @@
 
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -664,6 +665,41 @@ TEST_SUITE("e2e") {
                      dir);
         CHECK(r.code == 28);
         CHECK(r.err.find("request deadline of 300 ms exceeded") != std::string::npos);
+    }
+
+    TEST_CASE("udshttp CLI: --max-time fires on time while a -T - pipe stays quiet - always 28") {
+        // `sleep 3 | udshttp --max-time 1 -T - URL`: the body source used to be read on the I/O
+        // thread, so the deadline waited for the pipe and the exit code was a race.
+        daemon_fixture d;
+        const auto fifo = d.dir.file("quiet.fifo");
+        REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+        // Our end open for writing and never written: the child's reads would block.
+        const int writer = ::open(fifo.c_str(), O_RDWR | O_CLOEXEC);
+        REQUIRE(writer >= 0);
+        for (int i = 0; i < 5; ++i) {
+            const auto start = std::chrono::steady_clock::now();
+            auto r = run({udshttp_path(), "--max-time", "300ms", "-T", "-", d.unix_url("/echo")},
+                         d.dir, {.stdin_file = fifo});
+            const auto took = std::chrono::steady_clock::now() - start;
+            INFO("run " << i << ": " << r.err);
+            CHECK(r.code == 28);
+            CHECK(r.err.find("request deadline of 300 ms exceeded") != std::string::npos);
+            CHECK(took < 2500ms); // loose: the point is that it does not wait for the pipe
+        }
+        // Data that trickles in within the deadline is sent whole.
+        const std::string part = "piece\n";
+        REQUIRE(::write(writer, part.data(), part.size()) == static_cast<ssize_t>(part.size()));
+        std::thread closer([&] {
+            std::this_thread::sleep_for(200ms);
+            const std::string more = "more\n";
+            (void)::write(writer, more.data(), more.size());
+            ::close(writer);
+        });
+        auto ok = run({udshttp_path(), "--max-time", "5s", "-T", "-", d.unix_url("/echo")}, d.dir,
+                      {.stdin_file = fifo});
+        closer.join();
+        CHECK(ok.code == 0);
+        CHECK(ok.out == "piece\nmore\n");
     }
 
     TEST_CASE("udshttp CLI: permission denied on the socket - as another user") {

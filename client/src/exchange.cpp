@@ -3,16 +3,38 @@
 #include "connect.hpp"
 #include "message.hpp"
 
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <optional>
+#include <variant>
 #include <vector>
 
 namespace udshttp::client::detail {
 namespace {
+
+using wait_descriptor =
+    io::use_tuple::as_default_on_t<asio::posix::basic_stream_descriptor<executor>>;
+
+// Waits until the source's descriptor is readable, so that calling the source cannot block the
+// executor. False: the connection was closed or cancelled meanwhile (the deadline's watchdog
+// closes it; an early answer cancels it), and the write is over.
+awaitable<bool> source_ready(connection& c, wait_descriptor& source) {
+    using namespace asio::experimental::awaitable_operators;
+    auto ready = co_await (source.async_wait(asio::posix::descriptor_base::wait_read) ||
+                           c.socket.async_wait(socket_type::wait_error));
+    co_return ready.index() == 0 && !std::get<0>(std::get<0>(ready));
+}
 
 // Writes the head, then the body from the request or its source, then the last chunk.
 awaitable<write_outcome> write_request(connection& c, request_message& msg, const request& req,
@@ -33,7 +55,33 @@ awaitable<write_outcome> write_request(connection& c, request_message& msg, cons
     if (const auto* streamed = std::get_if<streamed_body>(&req.body)) {
         const auto& length = streamed->length;
         std::vector<char> buf(read_piece);
-        for (;;) {
+        // A descriptor of our own (dup), so that closing it unregisters only ours; a wait
+        // leaves the file's flags alone (no O_NONBLOCK on a shared stdin).
+        std::optional<wait_descriptor> source_fd;
+        if (streamed->wait_fd >= 0) {
+            const int own = ::fcntl(streamed->wait_fd, F_DUPFD_CLOEXEC, 0);
+            if (own < 0) {
+                w.source_error =
+                    error{make_error_code(errc::io_error),
+                          std::string("cannot wait on the body source: ") + std::strerror(errno)};
+            } else {
+                boost::system::error_code ec;
+                source_fd.emplace(c.socket.get_executor());
+                source_fd->assign(own, ec);
+                if (ec) {
+                    ::close(own);
+                    source_fd.reset(); // cannot be waited on: read it as it is
+                }
+            }
+        }
+        while (!w.source_error) {
+            if (source_fd) {
+                const bool ready = co_await source_ready(c, *source_fd);
+                if (!ready) {
+                    w.ec = asio::error::operation_aborted;
+                    co_return w;
+                }
+            }
             auto n = streamed->source(buf);
             if (!n) {
                 w.source_error = n.error();

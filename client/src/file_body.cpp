@@ -46,7 +46,9 @@ result<streamed_body> file_source(const std::string& path) {
     }
     std::optional<std::uint64_t> length;
     struct stat st {};
-    if (::fstat(owner->fd, &st) == 0 && S_ISREG(st.st_mode))
+    if (::fstat(owner->fd, &st) != 0)
+        st.st_mode = 0; // unknown: waited on, like a pipe
+    if (S_ISREG(st.st_mode))
         length = static_cast<std::uint64_t>(st.st_size) -
                  static_cast<std::uint64_t>(std::max<off_t>(0, ::lseek(owner->fd, 0, SEEK_CUR)));
     const std::string name = path == "-" ? "stdin" : "'" + path + "'";
@@ -60,7 +62,9 @@ result<streamed_body> file_source(const std::string& path) {
                              "cannot read " + name + ": " + std::strerror(errno)};
         }
     };
-    return streamed_body{std::move(source), length};
+    // A regular file is always readable (and epoll refuses it); anything else may wait.
+    const int wait_fd = S_ISREG(st.st_mode) ? -1 : owner->fd;
+    return streamed_body{std::move(source), length, wait_fd};
 }
 
 result<body_sink> file_sink(const std::string& path) {

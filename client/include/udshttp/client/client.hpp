@@ -33,7 +33,9 @@ namespace udshttp::client {
 using fields = std::vector<std::pair<std::string, std::string>>;
 
 /// Supplies a request body piece by piece: fills `buf`, returns how many bytes it wrote, 0 at
-/// the end. An error aborts the request with that error.
+/// the end. An error aborts the request with that error. It runs on the client's executor, so
+/// it must not block: a source that reads a pipe, socket or terminal names its descriptor in
+/// streamed_body::wait_fd, and is called only once that is readable.
 using body_source = std::function<result<std::size_t>(std::span<char> buf)>;
 /// Receives a response body piece by piece. An error aborts the request with that error.
 using body_sink = std::function<result<void>(std::string_view piece)>;
@@ -46,6 +48,12 @@ struct streamed_body {
     body_source source{};
     /// The exact length, sent as Content-Length; unset sends the body chunked.
     std::optional<std::uint64_t> length{};
+    /// A descriptor the source reads from, or -1. When set, the client waits for it to be
+    /// readable before each call (within the request's deadline, without blocking its
+    /// executor), so a pipe that stays quiet cannot stall the event loop or outlast the
+    /// deadline. file_source() sets it for anything but a regular file. The client never
+    /// closes it, reads it or changes its flags.
+    int wait_fd = -1;
 };
 
 /// A request to send.
