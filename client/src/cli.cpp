@@ -4,11 +4,14 @@
 
 #include <boost/beast/core/detail/base64.hpp>
 #include <boost/beast/core/string.hpp>
+#include <boost/url/parse.hpp>
+#include <boost/url/url.hpp>
 
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <charconv>
+#include <climits>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -19,7 +22,7 @@ namespace udshttp::cli {
 namespace {
 
 // The short flags that take a value: "-XPOST" is "-X POST", "-sSfo f" is "-s -S -f -o f".
-constexpr std::string_view takes_value = "XHdowmT";
+constexpr std::string_view takes_value = "XHdowmTDAeburFK";
 
 // Expands bundled short flags and attached values into separate words.
 std::vector<std::string> split_words(std::span<const std::string> args) {
@@ -50,7 +53,7 @@ void add_data(cli_options& c, data_part part) {
 }
 
 std::string percent_encode(std::string_view text) {
-    static constexpr char hex[] = "0123456789abcdef"; // as curl 7.88 writes it
+    static constexpr char hex[] = "0123456789ABCDEF"; // as curl 7.88 writes it
     std::string out;
     for (const char ch : text) {
         const auto u = static_cast<unsigned char>(ch);
@@ -96,6 +99,40 @@ data_part data_arg(const std::string& arg, bool strip_newlines, bool ampersand) 
 
 void throw_exception_from_error(const usage_error& e, const boost::source_location&) {
     throw std::invalid_argument(e.message);
+}
+
+// -F's argument: name=value, name=@file, name=<file, then ;type= and ;filename=.
+boost::system::result<form_part, usage_error> form_arg(const std::string& arg) {
+    const auto eq = arg.find('=');
+    if (eq == std::string::npos || eq == 0)
+        return usage_error{"-F: '" + arg + "' is not name=content"};
+    form_part p{.name = arg.substr(0, eq)};
+    std::string rest = arg.substr(eq + 1);
+    if (rest.starts_with("@")) {
+        p.how = form_part::kind::file;
+        rest.erase(0, 1);
+    } else if (rest.starts_with("<")) {
+        p.how = form_part::kind::file_content;
+        rest.erase(0, 1);
+    }
+    // Attributes at the end, as curl's: ;type=... and ;filename=...
+    for (;;) {
+        const auto semi = rest.rfind(';');
+        if (semi == std::string::npos)
+            break;
+        const auto attr = std::string_view(rest).substr(semi + 1);
+        if (attr.starts_with("type="))
+            p.type = std::string(attr.substr(5));
+        else if (attr.starts_with("filename="))
+            p.filename = std::string(attr.substr(9));
+        else
+            break;
+        rest.erase(semi);
+    }
+    if (p.how != form_part::kind::text && rest.empty())
+        return usage_error{"-F: '" + arg + "' names no file"};
+    p.value = std::move(rest);
+    return p;
 }
 
 std::string cli_options::effective_method() const {
@@ -229,7 +266,32 @@ boost::system::result<command, usage_error> parse_cli(std::span<const std::strin
             add_data(c, urlencode_arg(next()));
             c.form_data = true;
         } else if (flag == "-O" || flag == "--remote-name") {
-            c.remote_name = true;
+            c.outputs.push_back({.remote_name = true});
+        } else if (flag == "-F" || flag == "--form") {
+            const auto arg = next();
+            if (!missing) {
+                auto part = form_arg(arg);
+                if (!part)
+                    return part.error();
+                c.form.push_back(std::move(*part));
+            }
+        } else if (flag == "-L" || flag == "--location") {
+            c.follow = true;
+        } else if (flag == "--max-redirs") {
+            const auto text = next();
+            long n = 0;
+            const auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+            if (!missing && (ec != std::errc{} || p != text.data() + text.size() || n < -1))
+                return usage_error{"--max-redirs: '" + text + "' is not a number (-1: no limit)"};
+            c.max_redirs = n < 0 ? UINT_MAX : static_cast<unsigned>(n);
+        } else if (flag == "-0" || flag == "--http1.0") {
+            c.http10 = true;
+        } else if (flag == "--http1.1") {
+            c.http10 = false;
+        } else if (flag == "--compressed") {
+            c.compressed = true;
+        } else if (flag == "-#" || flag == "--progress-bar") {
+            c.progress_bar = true;
         } else if (flag == "--output-dir") {
             c.output_dir = next();
         } else if (flag == "--create-dirs") {
@@ -265,7 +327,7 @@ boost::system::result<command, usage_error> parse_cli(std::span<const std::strin
         } else if (flag == "-I" || flag == "--head") {
             c.head = true;
         } else if (flag == "-o" || flag == "--output") {
-            c.output = next();
+            c.outputs.push_back({.file = next()});
         } else if (flag == "-f" || flag == "--fail") {
             c.fail = true;
         } else if (flag == "-s" || flag == "--silent") {
@@ -292,7 +354,7 @@ boost::system::result<command, usage_error> parse_cli(std::span<const std::strin
         } else if (flag == "--connect-timeout") {
             bad = duration(c.options.connect_timeout);
         } else if (flag == "--url") {
-            c.url = next();
+            c.urls.push_back(next());
         } else if (flag == "-D" || flag == "--dump-header") {
             c.dump_header = next();
         } else if (flag == "--fail-with-body") {
@@ -334,18 +396,23 @@ boost::system::result<command, usage_error> parse_cli(std::span<const std::strin
             extra.emplace_back("Authorization", "Basic " + b64);
         } else if (flag.size() > 1 && flag[0] == '-') {
             return usage_error{"unknown option '" + words[i] + "'"};
-        } else if (c.url.empty()) {
-            c.url = flag;
         } else {
-            return usage_error{"more than one URL given ('" + c.url + "' and '" + flag + "')"};
+            c.urls.push_back(flag);
         }
         if (missing)
             return *missing;
         if (bad)
             return *bad;
     }
-    if (c.url.empty())
+    if (c.urls.empty())
         return usage_error{"no URL given"};
+    c.url = c.urls.front();
+    if (!c.outputs.empty()) {
+        c.output = c.outputs.front().file;
+        c.remote_name = c.outputs.front().remote_name;
+    }
+    if (!c.form.empty() && (!c.data.empty() || !c.upload_file.empty()))
+        return usage_error{"-F cannot be combined with -d, --data-binary, --json or -T"};
     for (auto& [name, value] : extra) {
         const auto same = [&](std::string_view n) { return boost::beast::iequals(n, name); };
         const bool given = std::any_of(c.headers.begin(), c.headers.end(),
@@ -355,6 +422,141 @@ boost::system::result<command, usage_error> parse_cli(std::span<const std::strin
             c.headers.emplace_back(std::move(name), std::move(value));
     }
     return cmd;
+}
+
+boost::system::result<std::vector<std::string>, usage_error>
+parse_config(std::string_view text, std::string_view file_name) {
+    std::vector<std::string> out;
+    std::size_t line_no = 0;
+    while (!text.empty()) {
+        const auto nl = text.find('\n');
+        auto line = text.substr(0, nl);
+        text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
+        ++line_no;
+        const auto where = std::string(file_name) + ":" + std::to_string(line_no);
+        const auto skip_blank = [&] {
+            while (!line.empty() &&
+                   (line.front() == ' ' || line.front() == '\t' || line.front() == '\r'))
+                line.remove_prefix(1);
+        };
+        skip_blank();
+        if (line.empty() || line.front() == '#')
+            continue;
+        // The option: up to whitespace, '=' or ':'.
+        std::size_t end = 0;
+        while (end < line.size() && line[end] != ' ' && line[end] != '\t' && line[end] != '=' &&
+               line[end] != ':' && line[end] != '\r')
+            ++end;
+        std::string name(line.substr(0, end));
+        line.remove_prefix(end);
+        out.push_back(name.starts_with("-") ? name : "--" + name);
+        skip_blank();
+        if (!line.empty() && (line.front() == '=' || line.front() == ':')) {
+            line.remove_prefix(1);
+            skip_blank();
+        }
+        if (line.empty())
+            continue; // a flag without a value
+        std::string value;
+        if (line.front() == '"') {
+            line.remove_prefix(1);
+            bool closed = false;
+            while (!line.empty()) {
+                char ch = line.front();
+                line.remove_prefix(1);
+                if (ch == '"') {
+                    closed = true;
+                    break;
+                }
+                if (ch == '\\' && !line.empty()) {
+                    ch = line.front();
+                    line.remove_prefix(1);
+                    switch (ch) {
+                    case 't':
+                        ch = '\t';
+                        break;
+                    case 'n':
+                        ch = '\n';
+                        break;
+                    case 'r':
+                        ch = '\r';
+                        break;
+                    case 'v':
+                        ch = '\v';
+                        break;
+                    default:
+                        break; // \\ and \" and anything else: the character itself
+                    }
+                }
+                value += ch;
+            }
+            if (!closed)
+                return usage_error{where + ": a quoted value has no closing quote"};
+        } else {
+            auto stop = line.find_first_of(" \t\r");
+            value = std::string(line.substr(0, stop));
+        }
+        out.push_back(std::move(value));
+    }
+    return out;
+}
+
+boost::system::result<std::vector<std::string>, usage_error>
+expand_config(std::span<const std::string> args, const file_reader& read) {
+    std::vector<std::string> out;
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        const auto& a = args[i];
+        std::string file;
+        if (a == "-K" || a == "--config") {
+            if (i + 1 >= args.size())
+                return usage_error{"option " + a + " needs a value"};
+            file = args[++i];
+        } else if (a.starts_with("--config=")) {
+            file = a.substr(9);
+        } else if (a.starts_with("-K") && a.size() > 2) {
+            file = a.substr(2);
+        } else {
+            out.push_back(a);
+            continue;
+        }
+        auto text = read(file);
+        if (!text)
+            return text.error();
+        auto more = parse_config(*text, file == "-" ? "stdin" : file);
+        if (!more)
+            return more.error();
+        for (auto& m : *more) {
+            if (m == "-K" || m == "--config")
+                return usage_error{file + ": a config file cannot name another (-K)"};
+            out.push_back(std::move(m));
+        }
+    }
+    return out;
+}
+
+boost::system::result<redirect_target, usage_error> resolve_redirect(std::string_view target,
+                                                                     std::string_view location) {
+    namespace urls = boost::urls;
+    auto ref = urls::parse_uri_reference(location);
+    if (!ref)
+        return usage_error{"'" + std::string(location) + "' is not a URL"};
+    const auto origin_form = [](const urls::url_view_base& u) {
+        std::string t = u.encoded_path().empty() ? "/" : std::string(u.encoded_path());
+        if (u.has_query())
+            t += "?" + std::string(u.encoded_query());
+        return t;
+    };
+    if (ref->has_scheme())
+        return redirect_target{origin_form(*ref), true, std::string(ref->scheme()),
+                               std::string(ref->encoded_host_and_port())};
+    const std::string base_text = "http://h" + std::string(target); // the view points into it
+    auto base = urls::parse_uri(base_text);
+    if (!base)
+        return usage_error{"the request target '" + std::string(target) + "' is not a path"};
+    urls::url dest;
+    if (auto r = urls::resolve(*base, *ref, dest); !r)
+        return usage_error{"'" + std::string(location) + "': " + r.error().message()};
+    return redirect_target{origin_form(dest)};
 }
 
 udshttp::result<std::string> load_data(const std::vector<data_part>& parts) {
@@ -419,8 +621,22 @@ URLs:
   UDSHTTP_SOCKET=/run/app.sock udshttp /x the socket from the environment, for URLs
                                           without a scheme (@name: abstract); flags win
 
+Several URLs in one call are fetched in turn over the same connection; each -o or -O goes
+with the URL in the same place, and the exit status is the last transfer's.
+
 Options (as curl's):
   -X, --request METHOD        request method (default GET, POST with data, HEAD with -I)
+  -F, --form NAME=CONTENT     a multipart/form-data part: NAME=text, NAME=@FILE (a file,
+                              streamed), NAME=<FILE (its content as text); ;type=T and
+                              ;filename=N after it; repeatable
+  -L, --location              follow redirects (301, 302, 303, 307, 308), on the same
+                              socket for relative ones; 303, and 301/302 after a POST,
+                              become GET without the body, as curl does
+      --max-redirs N          at most N redirects (default 50, -1: no limit), else exit 47
+  -0, --http1.0               send HTTP/1.0 requests (--http1.1: the default)
+      --compressed            ask for deflate or gzip and decode the body as it arrives
+  -K, --config FILE           read options from FILE in curl's config syntax (- is stdin)
+  -#, --progress-bar          draw a bar of #s on stderr as the transfer goes
   -H, --header 'Name: value'  add a header field (repeatable); 'Name;' sends it empty,
                               'Name:' does not send it (User-Agent: none at all); @FILE
                               reads one field per line
@@ -482,7 +698,8 @@ Exit status (curl's numbers):
   0 success   2 usage error   3 bad URL   7 cannot connect (no socket file, refused,
   permission denied)   8 malformed reply   22 HTTP status >= 400 with --fail
   23 cannot write output   26 cannot read a data file   28 timeout
-  52 empty reply   56 connection failed while receiving
+  47 more redirects than --max-redirs   52 empty reply
+  56 connection failed while receiving   61 a --compressed body that does not decode
   43 a method or header with a control byte (CR, LF, NUL): never sent
 
 Examples:

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -28,6 +29,8 @@ enum exit_code : int {
     http_error = 22,
     write_error = 23,
     read_error = 26,
+    too_many_redirects = 47,
+    bad_content_encoding = 61,
     bad_argument = 43, // curl's CURLE_BAD_FUNCTION_ARGUMENT
     timed_out = 28,
     empty_reply = 52,
@@ -45,8 +48,31 @@ struct data_part {
     friend bool operator==(const data_part&, const data_part&) = default;
 };
 
+// One -F part, as curl's: name=value, name=@FILE (a file, streamed), name=<FILE (its content
+// as the value); ;type= and ;filename= after it.
+struct form_part {
+    enum class kind { text, file, file_content };
+    std::string name{};
+    std::string value{}; // the text, or the file name ("-": stdin)
+    kind how = kind::text;
+    std::string type{};     // ;type=: the part's Content-Type
+    std::string filename{}; // ;filename=: the name sent for a file part
+    friend bool operator==(const form_part&, const form_part&) = default;
+};
+
+// Where one URL's body goes: -o FILE, or -O (named after the URL).
+struct output_target {
+    std::string file{};
+    bool remote_name = false;
+    friend bool operator==(const output_target&, const output_target&) = default;
+};
+
 struct cli_options {
-    std::string url{};
+    std::string url{};               // the first URL (the only one, mostly)
+    std::vector<std::string> urls{}; // every URL in order, url first: one transfer each
+    // -o and -O in order: the first goes with the first URL, and so on (output and
+    // remote_name are the first's).
+    std::vector<output_target> outputs{};
     std::string method{}; // empty: GET, POST with data, HEAD with -I, PUT with -T
     client::fields headers{};
     // -H 'Name:' (nothing after the colon): a field the CLI would add is not sent, as curl's
@@ -58,6 +84,12 @@ struct cli_options {
     bool form_data = false;                  // -d: the default Content-Type is a form
     bool path_as_is = false;                 // --path-as-is: keep /./ and /../ (curl squashes them)
     bool get = false;                        // -G: the data goes into the URL's query, with GET
+    std::vector<form_part> form{};           // -F: a multipart/form-data body
+    bool follow = false;                     // -L: follow redirects
+    unsigned max_redirs = 50;                // --max-redirs (curl's default)
+    bool http10 = false;                     // --http1.0 / -0
+    bool compressed = false;                 // --compressed: ask for gzip/deflate, decode it
+    bool progress_bar = false;               // -#: a bar instead of the figures
     bool json = false;
     bool include = false;
     bool head = false;
@@ -89,7 +121,9 @@ struct cli_options {
     std::string abstract_socket{};
     client::client_options options{};
 
-    bool has_data() const noexcept { return !data.empty() || !upload_file.empty(); }
+    bool has_data() const noexcept {
+        return !data.empty() || !upload_file.empty() || !form.empty();
+    }
     bool errors_shown() const noexcept { return !silent || show_error; }
     // The method to send: -X, or what the other options imply.
     std::string effective_method() const;
@@ -114,6 +148,31 @@ std::optional<usage_error> add_header_arg(cli_options& c, std::string_view h);
 
 // Parses the arguments after the program name.
 boost::system::result<command, usage_error> parse_cli(std::span<const std::string> args);
+
+// The arguments of a curl config file (-K/--config): one option a line, with or without its
+// dashes (a name without them is a long option), its value after whitespace, '=' or ':',
+// in double quotes when it has spaces (\\ \" \t \n \r \v escapes); '#' starts a comment line.
+boost::system::result<std::vector<std::string>, usage_error>
+parse_config(std::string_view text, std::string_view file_name);
+
+// `args` with every -K FILE / --config FILE replaced by the arguments in FILE, read with
+// `read` (which names the file in its error). A config file does not name another.
+using file_reader =
+    std::function<boost::system::result<std::string, usage_error>(const std::string& file)>;
+boost::system::result<std::vector<std::string>, usage_error>
+expand_config(std::span<const std::string> args, const file_reader& read);
+
+// Where a redirect's Location (a URI reference, RFC 3986 5.2) leads from the request target
+// `target` ("/a/b?q"): the new origin-form target. An absolute Location ("http://h/x") gives
+// its path and query; `absolute` says it was one, and `host` is its authority then.
+struct redirect_target {
+    std::string target;
+    bool absolute = false;
+    std::string scheme{};
+    std::string host{};
+};
+boost::system::result<redirect_target, usage_error> resolve_redirect(std::string_view target,
+                                                                     std::string_view location);
 
 // The body -d/--data-binary/--json give, read whole: files and stdin are read here. Errors
 // name the file and the errno meaning.

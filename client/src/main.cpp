@@ -9,6 +9,9 @@
 #include <udshttp/proto/url.hpp>
 #include <udshttp/proto/version.hpp>
 
+#include "form_body.hpp"
+#include "inflate.hpp"
+
 #include <boost/beast/core/string.hpp>
 
 #include <nlohmann/json.hpp>
@@ -247,6 +250,7 @@ struct write_out_context {
     std::uint64_t uploaded = 0;
     int exitcode = 0;
     std::string errormsg{};
+    unsigned redirects = 0; // -L: how many were followed
 };
 
 // One -w variable's value; nullopt for a name curl has that does not apply, or none at all.
@@ -281,8 +285,9 @@ std::optional<nlohmann::ordered_json> write_out_value(std::string_view var,
         return x.starttransfer.value_or(0.0);
     // No name lookup, no TLS and no redirects over a socket here; the connect is part of
     // the time to the first byte, which is what a caller over a local socket waits on.
-    if (var == "time_namelookup" || var == "time_appconnect" || var == "time_redirect" ||
-        var == "num_redirects")
+    if (var == "num_redirects")
+        return x.redirects;
+    if (var == "time_namelookup" || var == "time_appconnect" || var == "time_redirect")
         return 0;
     return std::nullopt;
 }
@@ -343,14 +348,14 @@ std::string expand_write_out(const std::string& format, const write_out_context&
 }
 
 // curl's meter, reduced: one line on stderr, redrawn at most five times a second, shown only
-// on a terminal and only once a transfer passes 4 MiB.
+// on a terminal and only once a transfer passes 4 MiB; or, with -#, curl's bar, always.
 class progress_meter {
 public:
-    explicit progress_meter(bool enabled) : enabled_(enabled) {}
+    explicit progress_meter(bool enabled, bool bar = false) : enabled_(enabled), bar_(bar) {}
 
     void update(const udshttp::client::progress& p) {
         last_p_ = p;
-        if (!enabled_ || std::max(p.sent, p.received) < threshold)
+        if (!enabled_ || (!bar_ && std::max(p.sent, p.received) < threshold))
             return;
         const auto now = std::chrono::steady_clock::now();
         if (shown_ && now - last_ < std::chrono::milliseconds(200))
@@ -370,6 +375,10 @@ private:
     void draw(const udshttp::client::progress& p, std::chrono::steady_clock::time_point now) {
         last_ = now;
         shown_ = true;
+        if (bar_) {
+            draw_bar(p);
+            return;
+        }
         const double secs = std::chrono::duration<double>(now - start_).count();
         const double mib = 1024.0 * 1024.0;
         const double moved = static_cast<double>(p.sent + p.received);
@@ -381,6 +390,27 @@ private:
                       secs > 0 ? moved / mib / secs : 0.0);
         std::cerr << line << std::flush;
     }
+    // 72 columns of '#', and the share done; without a known length, the bytes moved.
+    static void draw_bar(const udshttp::client::progress& p) {
+        std::optional<double> share;
+        if (p.receive_total && *p.receive_total > 0)
+            share = static_cast<double>(p.received) / static_cast<double>(*p.receive_total);
+        else if (p.send_total && *p.send_total > 0 && p.received == 0)
+            share = static_cast<double>(p.sent) / static_cast<double>(*p.send_total);
+        constexpr int width = 72;
+        char line[128];
+        if (share) {
+            const int done = static_cast<int>(std::min(1.0, *share) * width);
+            std::snprintf(line, sizeof line, "\r%s%s %5.1f%%",
+                          std::string(static_cast<std::size_t>(done), '#').c_str(),
+                          std::string(static_cast<std::size_t>(width - done), ' ').c_str(),
+                          std::min(1.0, *share) * 100);
+        } else {
+            std::snprintf(line, sizeof line, "\r%-*s %.1f MiB", width, "#",
+                          static_cast<double>(p.sent + p.received) / (1024.0 * 1024.0));
+        }
+        std::cerr << line << std::flush;
+    }
     static constexpr std::uint64_t threshold = 4 * 1024 * 1024;
     static std::string total(const std::optional<std::uint64_t>& t) {
         if (!t)
@@ -390,6 +420,7 @@ private:
         return buf;
     }
     bool enabled_;
+    bool bar_;
     bool shown_ = false;
     udshttp::client::progress last_p_{};
     std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
@@ -490,12 +521,399 @@ int relay_websocket(cli& c) {
     return ok;
 }
 
+namespace {
+
+bool is_redirect(unsigned status) {
+    return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+// Where -L goes next: the client's URL and the URL as curl would show it (-w url_effective).
+struct next_hop {
+    std::string url;
+    std::string shown;
+};
+
+boost::system::result<next_hop, usage_error>
+redirect_url(const cli& c, udshttp::client::request& req, const std::string& location) {
+    auto cur = udshttp::proto::url::parse(req.url);
+    if (!cur)
+        return usage_error{cur.error().message};
+    auto t = udshttp::cli::resolve_redirect(cur->target, location);
+    if (!t)
+        return t.error();
+    const auto set_host = [&](const std::string& host) {
+        std::erase_if(req.headers,
+                      [](const auto& f) { return boost::beast::iequals(f.first, "Host"); });
+        if (socket_given(c))
+            req.headers.emplace_back("Host", host);
+    };
+    if (t->absolute && !socket_given(c)) { // a URL of its own: http:// or http+unix://
+        auto parsed = udshttp::proto::url::parse(location);
+        if (!parsed)
+            return usage_error{parsed.error().message};
+        set_host(parsed->host);
+        return next_hop{location, location};
+    }
+    if (t->absolute && !boost::beast::iequals(t->scheme, "http"))
+        return usage_error{"through --unix-socket only http: redirects can be followed"};
+    if (t->absolute)
+        set_host(t->host);
+    const auto host = t->absolute ? t->host : cur->host;
+    auto url = udshttp::proto::make_url(cur->where, t->target);
+    return next_hop{url, socket_given(c) ? "http://" + host + t->target : url};
+}
+
+// One URL's transfer: the request, its retries and redirects, the answer written out. Returns
+// the exit code (curl's), having printed the message and -w's line.
+int transfer(cli& c, udshttp::client::client& client, const std::string& given_data,
+             std::optional<udshttp::cli::form_body> form) {
+    udshttp::client::request req;
+    req.url = effective_url(c);
+    if (c.remote_name && c.output.empty()) { // -O: the URL's last path segment
+        auto parsed = udshttp::proto::url::parse(req.url);
+        std::string target = parsed ? parsed->target : "";
+        target = target.substr(0, target.find('?'));
+        auto name = target.substr(target.rfind('/') + 1);
+        if (name.empty() || name == "." || name == "..")
+            die(c, write_error,
+                "-O: the URL's path has no file name to write to ('" + target + "')");
+        c.output = std::move(name);
+    }
+    if (!c.output.empty() && c.output != "-") {
+        if (!c.output_dir.empty() && !c.output.starts_with("/"))
+            c.output = c.output_dir + "/" + c.output;
+        if (c.create_dirs) {
+            std::error_code ec;
+            const auto parent = std::filesystem::path(c.output).parent_path();
+            if (!parent.empty())
+                std::filesystem::create_directories(parent, ec);
+            if (ec)
+                die(c, write_error,
+                    "--create-dirs: cannot create " + parent.string() + ": " + ec.message());
+        }
+    }
+    req.headers = c.headers;
+    if (c.json) {
+        if (!has_header(c, "Content-Type"))
+            req.headers.emplace_back("Content-Type", "application/json");
+        if (!has_header(c, "Accept"))
+            req.headers.emplace_back("Accept", "application/json");
+    } else if (c.form_data && !c.get && !has_header(c, "Content-Type") &&
+               !removed_header(c, "Content-Type")) {
+        req.headers.emplace_back("Content-Type", "application/x-www-form-urlencoded");
+    }
+    // curl's default Accept, unless given or removed (--json has its own).
+    if (!c.json && !has_header(c, "Accept") && !removed_header(c, "Accept"))
+        req.headers.emplace_back("Accept", "*/*");
+    std::string data = given_data;
+    if (form && !has_header(c, "Content-Type") && !removed_header(c, "Content-Type"))
+        req.headers.emplace_back("Content-Type", form->content_type);
+    if (c.compressed && !has_header(c, "Accept-Encoding"))
+        req.headers.emplace_back("Accept-Encoding", "deflate, gzip");
+    if (c.get && !data.empty()) { // -G: the data is the query
+        req.url += req.url.find('?') == std::string::npos ? '?' : '&';
+        // curl's URL API writes the query's percent-escapes in lower case (the body keeps
+        // --data-urlencode's upper case): the same bytes reach the server either way.
+        for (std::size_t i = 0; i + 2 < data.size(); ++i)
+            if (data[i] == '%')
+                for (std::size_t k = i + 1; k <= i + 2; ++k)
+                    data[k] = static_cast<char>(std::tolower(static_cast<unsigned char>(data[k])));
+        req.url += data;
+        data.clear();
+    }
+    req.method = c.effective_method();
+    req.version = c.http10 ? 10 : 11;
+
+    if (c.verbose) { // the head as it is sent, the fields the client adds included
+        auto parsed = udshttp::proto::url::parse(req.url);
+        if (parsed) {
+            std::cerr << "* connecting to " << parsed->where.to_string() << '\n';
+            std::cerr << "> " << req.method << ' ' << parsed->target
+                      << (c.http10 ? " HTTP/1.0\n" : " HTTP/1.1\n");
+            if (!has_header(c, "Host"))
+                std::cerr << "> Host: " << parsed->host << '\n';
+        }
+        if (!has_header(c, "User-Agent") && !c.options.user_agent.empty())
+            std::cerr << "> User-Agent: " << c.options.user_agent << '\n';
+        for (const auto& [k, v] : req.headers)
+            std::cerr << "> " << k << ": " << v << '\n';
+        if (!data.empty())
+            std::cerr << "> Content-Length: " << data.size() << '\n';
+        std::cerr << ">\n";
+    }
+
+    const bool quiet_failure = c.fail; // -f: no body for an error status
+    const bool fails_on_status = c.fail || c.fail_with_body;
+    const auto started = std::chrono::steady_clock::now();
+    // -w's figures, and the way out: every exit from here prints -w's line too, as curl's
+    // (000 when no response arrived).
+    write_out_context wo{.method = req.method, .url = typed_url(c)};
+    const auto finish = [&](int code, const std::string& message) -> int {
+        if (!message.empty() && c.errors_shown())
+            std::cerr << "udshttp: " << message << '\n';
+        std::cout.flush();
+        if (!c.write_out.empty()) {
+            wo.exitcode = code;
+            wo.errormsg = message;
+            wo.seconds =
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+            std::cout << expand_write_out(c.write_out, wo, !c.silent) << std::flush;
+        }
+        return code;
+    };
+    std::optional<udshttp::client::body_sink> out;
+    std::optional<udshttp::client::body_sink> dump;
+    bool sink_failed = false;
+    std::string error_text; // with -f, an error answer's body, for the message
+    std::uint64_t downloaded = 0;
+    auto open_output = [&]() -> bool {
+        if (out)
+            return true;
+        auto s = udshttp::client::file_sink(c.output.empty() ? "-" : c.output);
+        if (!s) {
+            error_text = s.error().message;
+            sink_failed = true;
+            return false;
+        }
+        out = std::move(*s);
+        return true;
+    };
+
+    const auto data_size = data.size();
+    req.body = std::move(data); // send() only reads it, so each try sends it again
+    unsigned redirects = 0;
+    for (unsigned attempt = 0;;) {
+        const unsigned retries_left = c.retries - attempt;
+        bool source_failed = false;
+        bool source_read = false; // a streamed body cannot be sent again once read from
+        if (form) {
+            req.body = form->make();
+        } else if (!c.upload_file.empty()) {
+            auto src = udshttp::client::file_source(c.upload_file);
+            if (!src)
+                return finish(read_error, src.error().message);
+            src->source = [inner = std::move(src->source), &source_failed,
+                           &source_read](std::span<char> buf) -> udshttp::result<std::size_t> {
+                auto n = inner(buf);
+                source_failed = !n;
+                source_read = source_read || (n && *n > 0);
+                return n;
+            };
+            req.body = std::move(*src);
+            if (c.verbose && attempt == 0)
+                std::cerr << "> (body streamed from " << c.upload_file << ")\n";
+        }
+        // The wait before the next try, if this one may be tried again: --retry-delay, else
+        // the server's Retry-After, else 1 s doubling (as curl); none past --retry-max-time.
+        const auto next_wait =
+            [&](const udshttp::client::response* r) -> std::optional<std::chrono::milliseconds> {
+            if (retries_left == 0 || (source_read && c.upload_file == "-"))
+                return std::nullopt;
+            std::chrono::milliseconds wait =
+                std::chrono::seconds(1) * (1u << std::min(attempt, 9u));
+            if (c.retry_delay) {
+                wait = *c.retry_delay;
+            } else if (r) {
+                const auto after = r->header("Retry-After");
+                unsigned long secs = 0;
+                const auto [p, ec] =
+                    std::from_chars(after.data(), after.data() + after.size(), secs);
+                if (!after.empty() && ec == std::errc{} && p == after.data() + after.size())
+                    wait = std::chrono::seconds(std::min(secs, 3600ul));
+            }
+            if (c.retry_max_time.count() > 0 &&
+                std::chrono::steady_clock::now() + wait - started > c.retry_max_time)
+                return std::nullopt;
+            return wait;
+        };
+
+        // The body goes out as it arrives. Output opens at the first piece (or at the end for
+        // an empty body), so -f on an error status leaves no file behind. An answer that will
+        // be tried again writes nothing.
+        unsigned status = 0;
+        bool discard = false;
+        bool decode_failed = false;
+        bool wrote_body = false;
+        std::optional<std::chrono::milliseconds> status_wait;
+        progress_meter meter(c.progress_bar ? !c.silent : !c.silent && ::isatty(STDERR_FILENO),
+                             c.progress_bar);
+        std::string location; // -L: where a redirect sends us
+        std::unique_ptr<udshttp::cli::inflater> decoder;
+        udshttp::client::download dl;
+        dl.head = [&](const udshttp::client::response& r) {
+            status = r.status;
+            wo.starttransfer =
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+            const bool transient = transient_status(r.status) ||
+                                   (c.retry_all_errors && fails_on_status && r.status >= 400);
+            if (transient && (status_wait = next_wait(&r))) {
+                discard = true;
+                return;
+            }
+            if (c.follow && is_redirect(r.status) && !r.header("Location").empty()) {
+                location = r.header("Location");
+                discard = true; // its body is not the answer; its head is shown below
+            }
+            if (c.compressed && !discard && !c.head)
+                decoder = udshttp::cli::inflater::for_encoding(r.header("Content-Encoding"));
+            const auto text = status_and_headers(r);
+            if (c.verbose) { // before the body, as curl's
+                std::istringstream lines(text);
+                for (std::string line; std::getline(lines, line);) {
+                    if (!line.empty() && line.back() == '\r')
+                        line.pop_back();
+                    std::cerr << "< " << line << '\n';
+                }
+            }
+            if (!c.dump_header.empty()) {
+                if (auto d = udshttp::client::file_sink(c.dump_header); !d) {
+                    error_text = d.error().message;
+                    sink_failed = true;
+                } else if (dump = std::move(*d); !(*dump)(text)) {
+                    sink_failed = true;
+                }
+            }
+            // With -f too: curl writes the head of an error answer, then fails.
+            if ((c.include || c.head) && open_output()) {
+                if (!(*out)(text))
+                    sink_failed = true;
+            }
+        };
+        dl.sink = [&](std::string_view piece) -> udshttp::result<void> {
+            if (discard)
+                return {};
+            downloaded += piece.size();
+            if (quiet_failure && status >= 400) {
+                if (error_text.size() < 64 * 1024)
+                    error_text.append(piece);
+                return {};
+            }
+            if (!open_output())
+                return udshttp::error{make_error_code(udshttp::errc::io_error), error_text};
+            wrote_body = true;
+            if (decoder) {
+                auto r = decoder->feed(piece, *out);
+                if (!r)
+                    decode_failed = true;
+                return r;
+            }
+            auto r = (*out)(piece);
+            sink_failed = !r;
+            return r;
+        };
+        dl.progress = [&](const udshttp::client::progress& p) {
+            wo.uploaded = p.sent;
+            meter.update(p);
+        };
+
+        auto r = client.send(req, dl);
+        meter.finish();
+        if (r && decoder && !decode_failed)
+            if (auto end = decoder->finish(); !end)
+                return finish(bad_content_encoding,
+                              req.method + " " + req.url + ": " + end.error().message);
+        std::optional<std::chrono::milliseconds> wait;
+        std::string why;
+        if (!r && !source_failed && !sink_failed && !wrote_body && transient_error(c, r.error())) {
+            wait = next_wait(nullptr);
+            why = r.error().message;
+        } else if (r && discard) {
+            wait = status_wait;
+            why = "the server answered " + std::to_string(r->status) + " " + r->reason;
+        }
+        if (wait) {
+            if (c.errors_shown())
+                std::cerr << "udshttp: " << why << "; trying again in " << seconds_text(*wait)
+                          << " (" << retries_left << (retries_left == 1 ? " retry" : " retries")
+                          << " left)\n";
+            std::this_thread::sleep_for(*wait);
+            ++attempt;
+            continue;
+        }
+        if (r && !location.empty()) { // -L
+            if (redirects == c.max_redirs)
+                return finish(too_many_redirects,
+                              "Maximum (" + std::to_string(c.max_redirs) + ") redirects followed");
+            auto next = redirect_url(c, req, location);
+            if (!next)
+                return finish(bad_url, req.method + " " + req.url +
+                                           ": cannot follow the redirect to '" + location +
+                                           "': " + next.error().message);
+            ++redirects;
+            wo.redirects = redirects;
+            // As curl's: 303 turns any method but HEAD into GET; 301 and 302 turn a POST
+            // into a GET; the body goes with it. -X keeps the method named.
+            const bool to_get = c.method.empty() &&
+                                ((r->status == 303 && req.method != "HEAD") ||
+                                 ((r->status == 301 || r->status == 302) && req.method == "POST"));
+            if (to_get) {
+                req.method = "GET";
+                req.body = std::string();
+                form.reset();
+                c.upload_file.clear();
+                std::erase_if(req.headers, [](const auto& f) {
+                    return boost::beast::iequals(f.first, "Content-Type");
+                });
+            }
+            req.url = next.value().url;
+            wo.url = next.value().shown;
+            wo.method = req.method;
+            attempt = 0;
+            continue;
+        }
+        if (!r && decode_failed)
+            return finish(bad_content_encoding, r.error().message);
+        if (!r)
+            return finish(source_failed ? read_error
+                          : sink_failed ? write_error
+                                        : exit_code_for(r.error()),
+                          r.error().message);
+        wo.r = &*r;
+        wo.downloaded = downloaded;
+        if (c.upload_file.empty()) // a body from memory went out whole
+            wo.uploaded = std::max<std::uint64_t>(wo.uploaded, data_size);
+
+        if (fails_on_status && r->status >= 400) {
+            if (c.fail_with_body && (!open_output() || sink_failed))
+                return finish(write_error,
+                              error_text.empty() ? "cannot write the output" : error_text);
+            std::string message = req.method + " " + req.url + ": the server answered " +
+                                  std::to_string(r->status) + " " + r->reason;
+            r->body = error_text; // -f kept it aside; --fail-with-body printed it
+            if (auto body = r->error_body(); body && !body->message.empty())
+                message += ": " + body->message;
+            return finish(http_error, message);
+        }
+        if (!open_output() || sink_failed)
+            return finish(write_error, error_text.empty() ? "cannot write the output" : error_text);
+        return finish(ok, "");
+    }
+}
+
+} // namespace
+
 int main(int argc, char** argv) {
     // A reader that closes the pipe early (udshttp URL | head) is a write error, exit 23 as
     // curl's, not death by SIGPIPE (141).
     ::signal(SIGPIPE, SIG_IGN);
-    const std::vector<std::string> args(argv + 1, argv + argc);
-    auto command = parse_cli(args);
+    const std::vector<std::string> given(argv + 1, argv + argc);
+    // -K FILE: curl's config file, its options in place of -K.
+    auto args = udshttp::cli::expand_config(
+        given, [](const std::string& file) -> boost::system::result<std::string, usage_error> {
+            std::ifstream f;
+            if (file != "-")
+                f.open(file, std::ios::binary);
+            std::istream& in = file == "-" ? std::cin : f;
+            if (!in)
+                return usage_error{"-K: cannot read " + file + ": " + std::strerror(errno)};
+            std::string text(std::istreambuf_iterator<char>(in), {});
+            return {boost::system::in_place_value, std::move(text)};
+        });
+    if (!args) {
+        std::cerr << "udshttp: " << args.error().message << " (see udshttp --help)\n";
+        return usage;
+    }
+    auto command = parse_cli(*args);
     if (!command) {
         std::cerr << "udshttp: " << command.error().message << " (see udshttp --help)\n";
         return usage;
@@ -557,41 +975,7 @@ int main(int argc, char** argv) {
     }
     if (removed_header(c, "User-Agent"))
         c.options.user_agent.clear();
-    udshttp::client::request req;
-    req.url = effective_url(c);
-    if (c.remote_name && c.output.empty()) { // -O: the URL's last path segment
-        auto parsed = udshttp::proto::url::parse(req.url);
-        std::string target = parsed ? parsed->target : "";
-        target = target.substr(0, target.find('?'));
-        auto name = target.substr(target.rfind('/') + 1);
-        if (name.empty() || name == "." || name == "..")
-            die(c, write_error,
-                "-O: the URL's path has no file name to write to ('" + target + "')");
-        c.output = std::move(name);
-    }
-    if (!c.output.empty() && c.output != "-") {
-        if (!c.output_dir.empty() && !c.output.starts_with("/"))
-            c.output = c.output_dir + "/" + c.output;
-        if (c.create_dirs) {
-            std::error_code ec;
-            const auto parent = std::filesystem::path(c.output).parent_path();
-            if (!parent.empty())
-                std::filesystem::create_directories(parent, ec);
-            if (ec)
-                die(c, write_error,
-                    "--create-dirs: cannot create " + parent.string() + ": " + ec.message());
-        }
-    }
-    req.headers = c.headers;
-    if (c.json) {
-        if (!has_header(c, "Content-Type"))
-            req.headers.emplace_back("Content-Type", "application/json");
-        if (!has_header(c, "Accept"))
-            req.headers.emplace_back("Accept", "application/json");
-    } else if (c.form_data && !c.get && !has_header(c, "Content-Type") &&
-               !removed_header(c, "Content-Type")) {
-        req.headers.emplace_back("Content-Type", "application/x-www-form-urlencoded");
-    }
+    // The body is made once, for every URL (stdin is read once, as curl's).
     std::string data;
     if (!c.data.empty()) {
         auto body = load_data(c.data);
@@ -599,217 +983,23 @@ int main(int argc, char** argv) {
             die(c, read_error, body.error().message);
         data = std::move(*body);
     }
-    if (c.get && !data.empty()) { // -G: the data is the query
-        req.url += req.url.find('?') == std::string::npos ? '?' : '&';
-        req.url += data;
-        data.clear();
+    std::optional<udshttp::cli::form_body> form;
+    if (!c.form.empty()) {
+        auto made = udshttp::cli::make_form_body(c.form);
+        if (!made)
+            die(c, read_error, made.error().message);
+        form = std::move(*made);
     }
-    req.method = c.effective_method();
-
-    if (c.verbose) { // the head as it is sent, the fields the client adds included
-        auto parsed = udshttp::proto::url::parse(req.url);
-        if (parsed) {
-            std::cerr << "* connecting to " << parsed->where.to_string() << '\n';
-            std::cerr << "> " << req.method << ' ' << parsed->target << " HTTP/1.1\n";
-            if (!has_header(c, "Host"))
-                std::cerr << "> Host: " << parsed->host << '\n';
-        }
-        if (!has_header(c, "User-Agent") && !c.options.user_agent.empty())
-            std::cerr << "> User-Agent: " << c.options.user_agent << '\n';
-        for (const auto& [k, v] : req.headers)
-            std::cerr << "> " << k << ": " << v << '\n';
-        if (!data.empty())
-            std::cerr << "> Content-Length: " << data.size() << '\n';
-        std::cerr << ">\n";
-    }
-
-    const bool quiet_failure = c.fail; // -f: no body for an error status
-    const bool fails_on_status = c.fail || c.fail_with_body;
+    // One client for every URL: a second URL on the same socket reuses the connection.
     udshttp::client::client client(c.options);
-    const auto started = std::chrono::steady_clock::now();
-    // -w's figures, and the way out: every exit from here prints -w's line too, as curl's
-    // (000 when no response arrived).
-    write_out_context wo{.method = req.method, .url = typed_url(c)};
-    const auto finish = [&](int code, const std::string& message) {
-        if (!message.empty() && c.errors_shown())
-            std::cerr << "udshttp: " << message << '\n';
-        std::cout.flush();
-        if (!c.write_out.empty()) {
-            wo.exitcode = code;
-            wo.errormsg = message;
-            wo.seconds =
-                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-            std::cout << expand_write_out(c.write_out, wo, !c.silent) << std::flush;
-        }
-        std::exit(code);
-    };
-    std::optional<udshttp::client::body_sink> out;
-    std::optional<udshttp::client::body_sink> dump;
-    bool sink_failed = false;
-    std::string error_text; // with -f, an error answer's body, for the message
-    std::uint64_t downloaded = 0;
-    auto open_output = [&]() -> bool {
-        if (out)
-            return true;
-        auto s = udshttp::client::file_sink(c.output.empty() ? "-" : c.output);
-        if (!s) {
-            error_text = s.error().message;
-            sink_failed = true;
-            return false;
-        }
-        out = std::move(*s);
-        return true;
-    };
-
-    const auto data_size = data.size();
-    req.body = std::move(data); // send() only reads it, so each try sends it again
-    for (unsigned attempt = 0;; ++attempt) {
-        const unsigned retries_left = c.retries - attempt;
-        bool source_failed = false;
-        bool source_read = false; // a streamed body cannot be sent again once read from
-        if (!c.upload_file.empty()) {
-            auto src = udshttp::client::file_source(c.upload_file);
-            if (!src)
-                finish(read_error, src.error().message);
-            src->source = [inner = std::move(src->source), &source_failed,
-                           &source_read](std::span<char> buf) -> udshttp::result<std::size_t> {
-                auto n = inner(buf);
-                source_failed = !n;
-                source_read = source_read || (n && *n > 0);
-                return n;
-            };
-            req.body = std::move(*src);
-            if (c.verbose && attempt == 0)
-                std::cerr << "> (body streamed from " << c.upload_file << ")\n";
-        }
-        // The wait before the next try, if this one may be tried again: --retry-delay, else
-        // the server's Retry-After, else 1 s doubling (as curl); none past --retry-max-time.
-        const auto next_wait =
-            [&](const udshttp::client::response* r) -> std::optional<std::chrono::milliseconds> {
-            if (retries_left == 0 || (source_read && c.upload_file == "-"))
-                return std::nullopt;
-            std::chrono::milliseconds wait =
-                std::chrono::seconds(1) * (1u << std::min(attempt, 9u));
-            if (c.retry_delay) {
-                wait = *c.retry_delay;
-            } else if (r) {
-                const auto after = r->header("Retry-After");
-                unsigned long secs = 0;
-                const auto [p, ec] =
-                    std::from_chars(after.data(), after.data() + after.size(), secs);
-                if (!after.empty() && ec == std::errc{} && p == after.data() + after.size())
-                    wait = std::chrono::seconds(std::min(secs, 3600ul));
-            }
-            if (c.retry_max_time.count() > 0 &&
-                std::chrono::steady_clock::now() + wait - started > c.retry_max_time)
-                return std::nullopt;
-            return wait;
-        };
-
-        // The body goes out as it arrives. Output opens at the first piece (or at the end for
-        // an empty body), so -f on an error status leaves no file behind. An answer that will
-        // be tried again writes nothing.
-        unsigned status = 0;
-        bool discard = false;
-        bool wrote_body = false;
-        std::optional<std::chrono::milliseconds> status_wait;
-        progress_meter meter(!c.silent && ::isatty(STDERR_FILENO));
-        udshttp::client::download dl;
-        dl.head = [&](const udshttp::client::response& r) {
-            status = r.status;
-            wo.starttransfer =
-                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-            const bool transient = transient_status(r.status) ||
-                                   (c.retry_all_errors && fails_on_status && r.status >= 400);
-            if (transient && (status_wait = next_wait(&r))) {
-                discard = true;
-                return;
-            }
-            const auto text = status_and_headers(r);
-            if (c.verbose) { // before the body, as curl's
-                std::istringstream lines(text);
-                for (std::string line; std::getline(lines, line);) {
-                    if (!line.empty() && line.back() == '\r')
-                        line.pop_back();
-                    std::cerr << "< " << line << '\n';
-                }
-            }
-            if (!c.dump_header.empty()) {
-                if (auto d = udshttp::client::file_sink(c.dump_header); !d) {
-                    error_text = d.error().message;
-                    sink_failed = true;
-                } else if (dump = std::move(*d); !(*dump)(text)) {
-                    sink_failed = true;
-                }
-            }
-            // With -f too: curl writes the head of an error answer, then fails.
-            if ((c.include || c.head) && open_output()) {
-                if (!(*out)(text))
-                    sink_failed = true;
-            }
-        };
-        dl.sink = [&](std::string_view piece) -> udshttp::result<void> {
-            if (discard)
-                return {};
-            downloaded += piece.size();
-            if (quiet_failure && status >= 400) {
-                if (error_text.size() < 64 * 1024)
-                    error_text.append(piece);
-                return {};
-            }
-            if (!open_output())
-                return udshttp::error{make_error_code(udshttp::errc::io_error), error_text};
-            wrote_body = true;
-            auto r = (*out)(piece);
-            sink_failed = !r;
-            return r;
-        };
-        dl.progress = [&](const udshttp::client::progress& p) {
-            wo.uploaded = p.sent;
-            meter.update(p);
-        };
-
-        auto r = client.send(req, dl);
-        meter.finish();
-        std::optional<std::chrono::milliseconds> wait;
-        std::string why;
-        if (!r && !source_failed && !sink_failed && !wrote_body && transient_error(c, r.error())) {
-            wait = next_wait(nullptr);
-            why = r.error().message;
-        } else if (r && discard) {
-            wait = status_wait;
-            why = "the server answered " + std::to_string(r->status) + " " + r->reason;
-        }
-        if (wait) {
-            if (c.errors_shown())
-                std::cerr << "udshttp: " << why << "; trying again in " << seconds_text(*wait)
-                          << " (" << retries_left << (retries_left == 1 ? " retry" : " retries")
-                          << " left)\n";
-            std::this_thread::sleep_for(*wait);
-            continue;
-        }
-        if (!r)
-            finish(source_failed ? read_error
-                   : sink_failed ? write_error
-                                 : exit_code_for(r.error()),
-                   r.error().message);
-        wo.r = &*r;
-        wo.downloaded = downloaded;
-        if (c.upload_file.empty()) // a body from memory went out whole
-            wo.uploaded = std::max<std::uint64_t>(wo.uploaded, data_size);
-
-        if (fails_on_status && r->status >= 400) {
-            if (c.fail_with_body && (!open_output() || sink_failed))
-                finish(write_error, error_text.empty() ? "cannot write the output" : error_text);
-            std::string message = req.method + " " + req.url + ": the server answered " +
-                                  std::to_string(r->status) + " " + r->reason;
-            r->body = error_text; // -f kept it aside; --fail-with-body printed it
-            if (auto body = r->error_body(); body && !body->message.empty())
-                message += ": " + body->message;
-            finish(http_error, message);
-        }
-        if (!open_output() || sink_failed)
-            finish(write_error, error_text.empty() ? "cannot write the output" : error_text);
-        finish(ok, "");
+    int code = ok;
+    for (std::size_t i = 0; i < c.urls.size(); ++i) {
+        cli each = c;
+        each.url = c.urls[i];
+        const auto target = i < c.outputs.size() ? c.outputs[i] : udshttp::cli::output_target{};
+        each.output = target.file;
+        each.remote_name = target.remote_name;
+        code = transfer(each, client, data, form);
     }
+    return code;
 }

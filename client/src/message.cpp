@@ -34,6 +34,11 @@ bool is_token(std::string_view s) {
 // would end the line early and let the rest pass for fields or a second request (header
 // injection, request smuggling); every caller of the library is protected here.
 std::optional<std::string> refuse_to_send(const request& req) {
+    if (req.version != 10 && req.version != 11)
+        return "HTTP version " + std::to_string(req.version) + " is not 10 or 11";
+    if (const auto* s = std::get_if<streamed_body>(&req.body); s && !s->length && req.version == 10)
+        return "an HTTP/1.0 request cannot carry a body of unknown length (it has no chunked "
+               "framing)";
     if (!is_token(req.method))
         return "the method '" + proto::quote(req.method) +
                "' is not an HTTP token (letters, digits and !#$%&'*+-.^_`|~)";
@@ -60,7 +65,7 @@ http::request<http::buffer_body> make_message(const request& req, const proto::u
     else
         msg.method_string(req.method);
     msg.target(u.target);
-    msg.version(11);
+    msg.version(req.version);
     bool has_host = false;
     bool has_agent = false;
     for (const auto& [name, value] : req.headers) {

@@ -66,6 +66,8 @@ struct request {
     /// Bytes in memory, or a streamed_body. A streamed request is never retried (a source
     /// cannot be replayed).
     std::variant<std::string, streamed_body> body{};
+    /// 11 for HTTP/1.1, 10 for HTTP/1.0 (whose body needs a known length: no chunked source).
+    unsigned version = 11;
     /// This request's deadlines, overriding client_options::timeout / connect_timeout.
     std::optional<std::chrono::milliseconds> timeout{};
     std::optional<std::chrono::milliseconds> connect_timeout{};
