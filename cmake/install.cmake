@@ -36,8 +36,17 @@ string(REGEX REPLACE "/$" "" UDSHTTP_PC_TO_PREFIX "${UDSHTTP_PC_TO_PREFIX}")
 configure_file(cmake/udshttp.pc.in ${PROJECT_BINARY_DIR}/udshttp.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/udshttp.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
 
-install(FILES examples/systemd/udshttpd.socket examples/systemd/udshttpd.service
-        DESTINATION lib/systemd/system)
+# The service unit names the binary where this install puts it (examples/ says /usr/bin, as
+# the .deb does): rewritten at install time, so cmake --install --prefix and cpack agree.
+install(FILES examples/systemd/udshttpd.socket DESTINATION lib/systemd/system)
+install(CODE "
+    file(READ \"${PROJECT_SOURCE_DIR}/examples/systemd/udshttpd.service\" unit)
+    set(bin \"\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_BINDIR}/udshttpd\")
+    string(REPLACE \"/usr/bin/udshttpd\" \"\${bin}\" unit \"\${unit}\")
+    set(dest \"\$ENV{DESTDIR}\${CMAKE_INSTALL_PREFIX}/lib/systemd/system/udshttpd.service\")
+    message(STATUS \"Installing: \${dest}\")
+    file(WRITE \"\${dest}\" \"\${unit}\")
+")
 
 set(CPACK_PACKAGE_NAME udshttp)
 set(CPACK_PACKAGE_VENDOR "udshttp")

@@ -10,6 +10,7 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -59,6 +60,12 @@ TEST_SUITE("package") {
               "lib/cmake/udshttp/udshttpConfigVersion.cmake", "lib/pkgconfig/udshttp.pc",
               "lib/libudshttp_client.a"})
             CHECK_MESSAGE(fs::exists(prefix + "/" + f), f);
+        // The unit starts the binary this install put there, not /usr/bin's.
+        const auto unit = read_file(prefix + "/lib/systemd/system/udshttpd.service");
+        CHECK(unit.find("ExecStart=" + prefix + "/bin/udshttpd --listen systemd:udshttp") !=
+              std::string::npos);
+        CHECK(unit.find("/usr/bin/udshttpd") == std::string::npos);
+        CHECK(fs::exists(prefix + "/lib/systemd/system/udshttpd.socket"));
 
         // The installed server, for both consumers to call.
         const auto sock = dir.file("live.sock");
@@ -144,10 +151,33 @@ TEST_SUITE("package") {
               "./usr/lib/systemd/system/udshttpd.service"})
             CHECK_MESSAGE(contents.find(std::string(f) + "\n") != std::string::npos, f);
         // The unit starts the binary where the package puts it.
-        CHECK(read_file(source_dir() + "/examples/systemd/udshttpd.service")
+        const auto extracted = dir.file("x");
+        must({"dpkg-deb", "-x", deb, extracted}, dir);
+        CHECK(read_file(extracted + "/usr/lib/systemd/system/udshttpd.service")
                   .find("ExecStart=/usr/bin/udshttpd ") != std::string::npos);
         const auto depends = must({"dpkg-deb", "-f", deb, "Depends"}, dir).out;
         CHECK(depends.find("libboost-url1.81.0") != std::string::npos);
         CHECK(depends.find("libstdc++6") != std::string::npos);
+    }
+
+    TEST_CASE("the shipped service unit is sandboxed: systemd-analyze security scores it 2.5 or "
+              "less") {
+        if (!require_peer("/usr/bin/systemd-analyze", "systemd"))
+            return;
+        temp_dir dir;
+        const auto r = run({"/usr/bin/systemd-analyze", "security", "--offline=yes", "--no-pager",
+                            source_dir() + "/examples/systemd/udshttpd.service"},
+                           dir);
+        INFO(r.out << r.err);
+        const std::regex overall("Overall exposure level for udshttpd.service: ([0-9.]+)");
+        std::smatch m;
+        const auto text = r.out + r.err;
+        REQUIRE(std::regex_search(text, m, overall));
+        CHECK(std::stod(m[1].str()) <= 2.5);
+        // What the sandbox must not take away: the passed socket, and the callers' identity.
+        const auto unit = read_file(source_dir() + "/examples/systemd/udshttpd.service");
+        CHECK(unit.find("RestrictAddressFamilies=AF_UNIX") != std::string::npos);
+        CHECK(unit.find("\nPrivateUsers=yes") == std::string::npos); // SO_PEERCRED would lie
+        CHECK(unit.find("Type=notify") != std::string::npos);
     }
 }
