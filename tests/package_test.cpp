@@ -180,4 +180,25 @@ TEST_SUITE("package") {
         CHECK(unit.find("\nPrivateUsers=yes") == std::string::npos); // SO_PEERCRED would lie
         CHECK(unit.find("Type=notify") != std::string::npos);
     }
+
+    TEST_CASE("scripts/dev run installs only what building and running need - test adds the rest") {
+        temp_dir dir;
+        const auto run_list =
+            must({"/bin/bash", source_dir() + "/scripts/dev", "packages", "run"}, dir).out;
+        const auto test_list =
+            must({"/bin/bash", source_dir() + "/scripts/dev", "packages", "test"}, dir).out;
+        const auto has = [](const std::string& list, const std::string& p) {
+            return ("\n" + list).find("\n" + p + "\n") != std::string::npos;
+        };
+        for (const char* p : {"g++", "cmake", "libboost1.81-dev", "libboost-url1.81-dev",
+                              "nlohmann-json3-dev", "zlib1g-dev"}) {
+            CHECK_MESSAGE(has(run_list, p), p);
+            CHECK_MESSAGE(has(test_list, p), p);
+        }
+        for (const char* p : {"nodejs", "golang-go", "clang", "nginx-light", "doctest-dev",
+                              "python3-aiohttp", "curl"}) {
+            CHECK_MESSAGE(!has(run_list, p), p);
+            CHECK_MESSAGE(has(test_list, p), p);
+        }
+    }
 }
