@@ -91,6 +91,8 @@ auto wake_up(hub_subscriber& sub, std::chrono::steady_clock::time_point until) {
 }
 
 task<> wait(hub_subscriber& sub, std::chrono::steady_clock::time_point until) {
+    const auto before = co_await asio::this_coro::cancellation_state;
+    throw_if_cancelled(before); // see pump()
     co_await wake_up(sub, until);
     const auto state = co_await asio::this_coro::cancellation_state;
     throw_if_cancelled(state);
@@ -155,9 +157,14 @@ task<> pump(subscription s, response_stream& out, delivery how) {
                 co_return;
             continue;
         }
-        co_await wake_up(*s.sub, std::chrono::steady_clock::time_point::max());
+        // Checked before the wait too: a peer that left while this coroutine ran without
+        // suspending (a write the socket took at once) cancelled no pending wait, and the
+        // timer would wait for ever; the state keeps the cancellation.
         const auto state = co_await asio::this_coro::cancellation_state;
         throw_if_cancelled(state);
+        co_await wake_up(*s.sub, std::chrono::steady_clock::time_point::max());
+        const auto after = co_await asio::this_coro::cancellation_state;
+        throw_if_cancelled(after);
     }
 }
 

@@ -2,7 +2,6 @@
 
 #include <udshttp/service/async.hpp>
 
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/beast/core/detail/base64.hpp>
 
@@ -86,14 +85,10 @@ bool topic_hub::deliver(topic& t, hub_subscriber& sub, const hub_message_ptr& m)
 }
 
 void topic_hub::wake(const std::shared_ptr<hub_subscriber>& sub) {
-    // The timer belongs to the subscriber's worker: cancel it there, at once when this is that
-    // worker (the publisher's connection shares it), else through a post. The shared_ptr keeps
-    // the subscriber alive until the post has run, even if its connection ends meanwhile.
-    const auto* worker = sub->wake.get_executor().target<boost::asio::io_context::executor_type>();
-    if (worker && worker->running_in_this_thread())
-        sub->wake.cancel();
-    else
-        boost::asio::post(sub->wake.get_executor(), [sub] { sub->wake.cancel(); });
+    // The timer belongs to the subscriber's worker: cancel it there, through a post. The
+    // shared_ptr keeps the subscriber alive until the post has run, even if its connection
+    // ends meanwhile.
+    boost::asio::post(sub->wake.get_executor(), [sub] { sub->wake.cancel(); });
 }
 
 std::variant<std::uint64_t, topic_hub::refusal>
