@@ -13,10 +13,12 @@
 #include <charconv>
 #include <climits>
 #include <cstring>
+#include <fcntl.h>
 #include <fstream>
 #include <iostream>
 #include <iterator>
 #include <stdexcept>
+#include <unistd.h>
 
 namespace udshttp::cli {
 namespace {
@@ -559,6 +561,30 @@ boost::system::result<redirect_target, usage_error> resolve_redirect(std::string
     return redirect_target{origin_form(dest)};
 }
 
+boost::system::result<std::string, std::error_code> read_whole(const std::string& file) {
+    const int fd = file == "-" ? STDIN_FILENO : ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return std::error_code(errno, std::generic_category());
+    std::string out;
+    char buf[65536];
+    int err = 0;
+    for (;;) {
+        const auto n = ::read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            err = n < 0 ? errno : 0;
+            break;
+        }
+        out.append(buf, static_cast<std::size_t>(n));
+    }
+    if (fd != STDIN_FILENO)
+        ::close(fd);
+    if (err != 0)
+        return std::error_code(err, std::generic_category());
+    return out;
+}
+
 udshttp::result<std::string> load_data(const std::vector<data_part>& parts) {
     std::string body;
     for (std::size_t i = 0; i < parts.size(); ++i) {
@@ -573,18 +599,12 @@ udshttp::result<std::string> load_data(const std::vector<data_part>& parts) {
             body += part.urlencode ? percent_encode(part.text) : part.text;
             continue;
         }
-        std::string content;
-        if (part.text == "-") {
-            content.assign(std::istreambuf_iterator<char>(std::cin), {});
-        } else {
-            std::ifstream in(part.text, std::ios::binary);
-            if (in)
-                content.assign(std::istreambuf_iterator<char>(in), {});
-            if (!in && !in.eof())
-                return udshttp::error{make_error_code(errc::io_error),
-                                      "cannot read data file '" + part.text +
-                                          "': " + std::strerror(errno)};
-        }
+        auto read = read_whole(part.text);
+        if (!read)
+            return udshttp::error{make_error_code(errc::io_error),
+                                  "cannot read data file '" + part.text +
+                                      "': " + read.error().message()};
+        auto& content = *read;
         if (part.strip_newlines)
             std::erase_if(content, [](char ch) { return ch == '\r' || ch == '\n'; });
         body += part.urlencode ? percent_encode(content) : content;

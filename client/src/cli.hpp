@@ -15,6 +15,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <vector>
 
 namespace udshttp::cli {
@@ -177,6 +178,10 @@ boost::system::result<redirect_target, usage_error> resolve_redirect(std::string
 // The body -d/--data-binary/--json give, read whole: files and stdin are read here. Errors
 // name the file and the errno meaning.
 udshttp::result<std::string> load_data(const std::vector<data_part>& parts);
+
+// The whole content of `file` ("-": stdin), with plain read()s, so stdin is read the same way
+// wherever an option takes it (-d @-, -F x=@-, -K -, -w @-). The error is the errno's.
+boost::system::result<std::string, std::error_code> read_whole(const std::string& file);
 
 std::string_view help_text() noexcept;
 

@@ -45,31 +45,6 @@ struct segment {
     std::uint64_t size = 0;
 };
 
-udshttp::result<std::string> read_whole(const std::string& file) {
-    const int fd = file == "-" ? STDIN_FILENO : ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return read_failure(file, errno);
-    std::string out;
-    char buf[65536];
-    for (;;) {
-        const auto n = ::read(fd, buf, sizeof buf);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            const int err = errno;
-            if (fd != STDIN_FILENO)
-                ::close(fd);
-            return read_failure(file, err);
-        }
-        if (n == 0)
-            break;
-        out.append(buf, static_cast<std::size_t>(n));
-    }
-    if (fd != STDIN_FILENO)
-        ::close(fd);
-    return out;
-}
-
 std::string base_name(const std::string& path) {
     const auto slash = path.rfind('/');
     return slash == std::string::npos ? path : path.substr(slash + 1);
@@ -123,7 +98,7 @@ udshttp::result<form_body> make_form_body(const std::vector<form_part>& parts,
         } else if (p.how == form_part::kind::file_content || p.value == "-") {
             auto content = read_whole(p.value);
             if (!content)
-                return content.error();
+                return read_failure(p.value, content.error().value());
             text(std::move(*content));
         } else {
             struct stat st {};
@@ -132,7 +107,7 @@ udshttp::result<form_body> make_form_body(const std::vector<form_part>& parts,
             if (!S_ISREG(st.st_mode)) { // a pipe or device: its length is known only once read
                 auto content = read_whole(p.value);
                 if (!content)
-                    return content.error();
+                    return read_failure(p.value, content.error().value());
                 text(std::move(*content));
             } else {
                 segs.push_back({.file = p.value, .size = static_cast<std::uint64_t>(st.st_size)});

@@ -900,14 +900,10 @@ int main(int argc, char** argv) {
     // -K FILE: curl's config file, its options in place of -K.
     auto args = udshttp::cli::expand_config(
         given, [](const std::string& file) -> boost::system::result<std::string, usage_error> {
-            std::ifstream f;
-            if (file != "-")
-                f.open(file, std::ios::binary);
-            std::istream& in = file == "-" ? std::cin : f;
-            if (!in)
-                return usage_error{"-K: cannot read " + file + ": " + std::strerror(errno)};
-            std::string text(std::istreambuf_iterator<char>(in), {});
-            return {boost::system::in_place_value, std::move(text)};
+            auto text = udshttp::cli::read_whole(file);
+            if (!text)
+                return usage_error{"-K: cannot read " + file + ": " + text.error().message()};
+            return {boost::system::in_place_value, std::move(*text)};
         });
     if (!args) {
         std::cerr << "udshttp: " << args.error().message << " (see udshttp --help)\n";
@@ -941,14 +937,11 @@ int main(int argc, char** argv) {
     }
     if (c.write_out.starts_with("@")) { // -w @FILE (@- stdin): the format from a file
         const auto name = c.write_out.substr(1);
-        std::ifstream f;
-        if (name != "-")
-            f.open(name, std::ios::binary);
-        std::istream& in = name == "-" ? std::cin : f;
-        if (!in)
+        auto format = read_whole(name);
+        if (!format)
             die(c, read_error,
-                "cannot read the -w format from " + name + ": " + std::strerror(errno));
-        c.write_out.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+                "cannot read the -w format from " + name + ": " + format.error().message());
+        c.write_out = std::move(*format);
     }
     // A default socket from the environment, as DOCKER_HOST is docker's: it applies to a URL
     // without a scheme ("/hello", "localhost/hello"); --unix-socket and full URLs win.
