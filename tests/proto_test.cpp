@@ -171,6 +171,17 @@ TEST_SUITE("proto") {
         CHECK(proto::make_url(endpoint::unix_path("/tmp/x y.sock"), "/a") ==
               "http+unix://%2Ftmp%2Fx%20y.sock/a");
         CHECK(proto::make_url(endpoint::abstract("n"), "b") == "http+unix://%40n/b");
+        // A relative socket path that starts like an IPv4 address still prints a URL that parses
+        // back to it (fuzz_url found "8.6.8.6.6.6" printed as host 8.6.8.6 and path ".6.6/6").
+        for (const std::string rel : {"8.6.8.6.6.6", "1.2.3.4", "127.0.0.1.sock", "9"}) {
+            CAPTURE(rel);
+            const auto printed = proto::make_url(endpoint::unix_path(rel), "/6");
+            CHECK(printed.starts_with("http+unix://%3"));
+            auto back = proto::url::parse(printed);
+            REQUIRE(back.has_value());
+            CHECK(back->where == endpoint::unix_path(rel));
+            CHECK(back->target == "/6");
+        }
         CHECK(proto::make_url(endpoint::tcp("::1", 80), "/") == "http://[::1]:80/");
         CHECK(proto::percent_decode("a%2Fb%41") == "a/bA");
         CHECK_FALSE(proto::percent_decode("a%2"));
