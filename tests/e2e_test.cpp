@@ -94,7 +94,7 @@ TEST_SUITE("e2e") {
              it != std::sregex_iterator(); ++it)
             if ((*it)[1] != "--help" && (*it)[1] != "--version")
                 options.push_back((*it)[1]);
-        CHECK(options.size() == 22);
+        CHECK(options.size() == 23);
         for (const auto& option : options) {
             std::string var = "UDSHTTP_";
             for (char c : option.substr(2))

@@ -284,6 +284,21 @@ TEST_SUITE("sidecar") {
         d.proc->signal(SIGTERM);
         CHECK(d.proc->wait(10s) == 0);
         CHECK(d.proc->err().find("\"target\":\"/hello/log\",\"status\":200") != std::string::npos);
+        // The access log has stderr to itself: the diagnostics there (the drain line) are JSON
+        // lines too, so every line parses.
+        std::istringstream lines(d.proc->err());
+        int diagnostics = 0;
+        for (std::string line; std::getline(lines, line);) {
+            CAPTURE(line);
+            const auto j = nlohmann::json::parse(line, nullptr, false);
+            REQUIRE_FALSE(j.is_discarded());
+            if (j.contains("level")) {
+                ++diagnostics;
+                CHECK(j["program"] == "udshttpd");
+                CHECK(j["time"].get<std::string>().ends_with("Z"));
+            }
+        }
+        CHECK(diagnostics >= 1); // "SIGTERM, draining"
 
         auto bad = run({udshttpd_path(), "--listen", d.dir.file("b.sock"), "--access-log",
                         "/nonexistent/dir/access.log"},
@@ -292,6 +307,61 @@ TEST_SUITE("sidecar") {
         CHECK(bad.err == "udshttpd: cannot open access log /nonexistent/dir/access.log: No such "
                          "file or directory\n");
         CHECK_FALSE(std::filesystem::exists(d.dir.file("b.sock")));
+    }
+
+    TEST_CASE("udshttpd: --log-format json - every diagnostic on stderr is one JSON object") {
+        // A refused peer's diagnostic (from the logger's thread), the environment warning and the
+        // drain line (from main) all come out as JSON.
+        daemon_fixture d(false, {"--log-format", "json", "--allow-uid", "12345"});
+        CHECK(run({"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket",
+                   d.socket_path(), "http://localhost/hello"},
+                  d.dir)
+                  .out == "403");
+        d.proc->signal(SIGTERM);
+        CHECK(d.proc->wait(10s) == 0);
+        std::istringstream lines(d.proc->err());
+        std::vector<std::string> levels, messages;
+        for (std::string line; std::getline(lines, line);) {
+            CAPTURE(line);
+            const auto j = nlohmann::json::parse(line, nullptr, false);
+            REQUIRE(j.is_object());
+            CHECK(j["program"] == "udshttpd");
+            levels.push_back(j["level"]);
+            messages.push_back(j["message"]);
+        }
+        REQUIRE(messages.size() >= 2);
+        CHECK(std::any_of(messages.begin(), messages.end(), [](const std::string& m) {
+            return m.find("403") != std::string::npos || m.find("refused") != std::string::npos;
+        }));
+        CHECK(messages.back().starts_with("SIGTERM, draining"));
+
+        // main's own lines: the environment warning and a start-up error.
+        auto failed = run({udshttpd_path(), "--listen", d.dir.file("f.sock"), "--log-format",
+                           "json", "--access-log", "/nonexistent/dir/a.log"},
+                          d.dir, {.env = {"UDSHTTP_NO_SUCH_OPTION=1"}});
+        CHECK(failed.code == 1);
+        std::istringstream failed_lines(failed.err);
+        std::vector<nlohmann::json> parsed;
+        for (std::string line; std::getline(failed_lines, line);)
+            parsed.push_back(nlohmann::json::parse(line, nullptr, false));
+        REQUIRE(parsed.size() == 2);
+        CHECK(parsed[0]["level"] == "warn");
+        CHECK(parsed[0]["message"].get<std::string>().find("UDSHTTP_NO_SUCH_OPTION") !=
+              std::string::npos);
+        CHECK(parsed[1]["level"] == "error");
+        CHECK(parsed[1]["message"] == "cannot open access log /nonexistent/dir/a.log: No such "
+                                      "file or directory");
+
+        // Text diagnostics into the JSON access log on stderr are refused, not mixed in.
+        auto mixed = run({udshttpd_path(), "--listen", d.dir.file("m.sock"), "--access-log", "-",
+                          "--log-format", "text"},
+                         d.dir);
+        CHECK(mixed.code == 2);
+        CHECK(mixed.err.find("--log-format text with --access-log -") != std::string::npos);
+        auto unknown = run({udshttpd_path(), "--log-format", "xml"}, d.dir);
+        CHECK(unknown.code == 2);
+        CHECK(unknown.err == "udshttpd: --log-format: 'xml' is not text or json (see udshttpd "
+                             "--help)\n");
     }
 
     TEST_CASE("allow-uid: other peers get 403 with a JSON error and a log line") {

@@ -83,27 +83,17 @@ struct env_option {
     bool boolean = false;
 };
 constexpr env_option env_options[] = {
-    {"--listen", true},
-    {"--threads"},
-    {"--socket-mode"},
-    {"--socket-owner"},
-    {"--socket-group"},
-    {"--max-header-bytes"},
-    {"--max-body-bytes"},
-    {"--header-timeout"},
-    {"--idle-timeout"},
-    {"--max-connections"},
-    {"--drain-timeout"},
-    {"--allow-uid", true},
-    {"--allow-gid", true},
-    {"--allow-remote", false, true},
-    {"--access-log"},
-    {"--log-level"},
-    {"--topics"},
-    {"--topic-subscribers"},
-    {"--topic-message-bytes"},
-    {"--topic-replay"},
-    {"--topic-queue-bytes"},
+    {"--listen", true},      {"--threads"},
+    {"--socket-mode"},       {"--socket-owner"},
+    {"--socket-group"},      {"--max-header-bytes"},
+    {"--max-body-bytes"},    {"--header-timeout"},
+    {"--idle-timeout"},      {"--max-connections"},
+    {"--drain-timeout"},     {"--allow-uid", true},
+    {"--allow-gid", true},   {"--allow-remote", false, true},
+    {"--access-log"},        {"--log-level"},
+    {"--log-format"},        {"--topics"},
+    {"--topic-subscribers"}, {"--topic-message-bytes"},
+    {"--topic-replay"},      {"--topic-queue-bytes"},
     {"--heartbeat"},
 };
 
@@ -188,6 +178,7 @@ boost::system::result<command, usage_error> parse_daemon_args(std::span<const st
     o.builtin_routes = true;             // udshttpd is its built-in routes
     std::vector<proto::endpoint> listen; // as parsed, for the checks at the end
     std::string file_option;             // the last of --socket-mode/-owner/-group given, if any
+    std::string text_format;             // where --log-format text was given, if it was
     // The environment first, then the command line; a repeatable option given on the command
     // line replaces the environment's list rather than adding to it.
     auto env_args = args_from_env(env);
@@ -295,6 +286,11 @@ boost::system::result<command, usage_error> parse_daemon_args(std::span<const st
                 return usage_error{name + ": '" + value +
                                    "' is not one of debug, info, warn, error, off"};
             o.log_level = *level;
+        } else if (flag == "--log-format") {
+            if (value != "text" && value != "json")
+                return usage_error{name + ": '" + value + "' is not text or json"};
+            o.log_format = value == "json" ? log_format::json : log_format::text;
+            text_format = value == "text" ? name : std::string();
         } else if (flag == "--max-header-bytes") {
             assign(o.max_header_bytes, proto::parse_size(value));
         } else if (flag == "--max-body-bytes") {
@@ -334,6 +330,15 @@ boost::system::result<command, usage_error> parse_daemon_args(std::span<const st
         if (bad)
             return *bad;
     }
+    // The access log on stderr shares it with the diagnostics: they are JSON lines too, so a
+    // pipeline reading stderr parses every line. Text diagnostics would break that, so asking
+    // for them as well is refused rather than silently mixed in.
+    if (o.access_log == "-") {
+        if (!text_format.empty())
+            return usage_error{text_format + " text with --access-log - would mix text lines into "
+                                             "the JSON on stderr; give --access-log a file"};
+        o.log_format = log_format::json;
+    }
     // An abstract socket has no file: a mode, owner or group would protect nothing, and a
     // user who set one would believe it does.
     o.listen.assign(listen.begin(), listen.end());
@@ -372,8 +377,11 @@ Options:
                                numbers, comma-separated, repeatable); others get 403
       --allow-gid LIST         only members of these groups (primary or supplementary)
       --allow-remote           allow TCP on non-loopback addresses (refused without it)
-      --access-log FILE|-      one JSON line per request to FILE, or - for stderr (off)
+      --access-log FILE|-      one JSON line per request to FILE, or - for stderr (off);
+                               with -, diagnostics are JSON lines too
       --log-level LEVEL        debug, info, warn, error or off (default info)
+      --log-format FORMAT      diagnostics on stderr as text or json lines (default text;
+                               json: {"time","level","program","message"})
       --topics N               topics the hub holds at once, beyond it 503 (default 256)
       --topic-subscribers N    subscribers at once over all topics (default 1024)
       --topic-message-bytes SIZE  largest message, else 413 (default 256KiB)

@@ -77,13 +77,22 @@ int open_access_log(const std::string& path) {
     return ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
 }
 
-std::string diagnostic(log_level level, std::string_view message) {
+} // namespace
+
+std::string diagnostic(log_format format, log_level level, std::string_view message) {
+    if (format == log_format::json) {
+        nlohmann::ordered_json j;
+        j["time"] = timestamp();
+        j["level"] = level_name(level);
+        j["program"] = program_invocation_short_name;
+        j["message"] = message;
+        // A message may quote a peer's bytes (already escaped by quote()); never throw on them.
+        return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    }
     std::string line = program_invocation_short_name;
     line.append(": ").append(level_name(level)).append(": ").append(message);
     return line;
 }
-
-} // namespace
 
 logger::~logger() {
     {
@@ -101,6 +110,7 @@ logger::~logger() {
 
 void logger::open(const server_options& options) {
     level_ = options.log_level;
+    format_ = options.log_format;
     if (!options.access_log.empty()) {
         if (options.access_log == "-") {
             access_fd_ = STDERR_FILENO;
@@ -202,7 +212,7 @@ void logger::writer_loop() {
         writing_ = true;
         lock.unlock();
         if (err_dropped + acc_dropped > 0)
-            err_text += diagnostic(log_level::warn,
+            err_text += diagnostic(format_, log_level::warn,
                                    std::to_string(err_dropped) + " diagnostic and " +
                                        std::to_string(acc_dropped) +
                                        " access log line(s) dropped: the log was not read fast "
@@ -223,7 +233,7 @@ void logger::writer_loop() {
 void logger::log(log_level level, std::string_view message) {
     if (!enabled(level))
         return;
-    push(false, diagnostic(level, message));
+    push(false, diagnostic(format_, level, message));
 }
 
 void logger::peer_log(log_level level, std::string_view message) {
@@ -245,10 +255,13 @@ void logger::peer_log(log_level level, std::string_view message) {
         ++window_lines_;
         suppressed = std::exchange(suppressed_, 0);
     }
-    auto line = diagnostic(level, message);
-    if (suppressed > 0)
-        line += " (" + std::to_string(suppressed) + " similar line(s) suppressed before this one)";
-    push(false, std::move(line));
+    if (suppressed == 0) {
+        push(false, diagnostic(format_, level, message));
+        return;
+    }
+    std::string text(message);
+    text += " (" + std::to_string(suppressed) + " similar line(s) suppressed before this one)";
+    push(false, diagnostic(format_, level, text));
 }
 
 std::string access_json(const access_record& r) {

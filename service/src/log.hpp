@@ -41,6 +41,11 @@ struct access_record {
 // The most a log line quotes from a request (a target, a method), in bytes.
 constexpr std::size_t quote_bytes = proto::default_quote_bytes;
 using proto::quote;
+// One diagnostic line (without its newline): "PROGRAM: LEVEL: message", or as JSON
+// {"time","level","program","message"}. udshttpd's own lines (start-up, drain) use it too, so
+// that with --log-format json every line on stderr parses.
+std::string diagnostic(log_format format, log_level level, std::string_view message);
+
 // One access-log line (without its newline): JSON with the time, the peer, the method, the
 // target (cut at access_target_bytes), the status, the bytes and the duration.
 std::string access_json(const access_record& r);
@@ -102,6 +107,7 @@ private:
     void writer_loop();
 
     log_level level_ = log_level::info;
+    log_format format_ = log_format::text;
     bool access_on_ = false;
     std::string access_path_; // empty: stderr
     int access_fd_ = -1;      // the writer's; changed by the writer only

@@ -1,6 +1,7 @@
 // udshttpd: the udshttp server as a daemon. Options, start-up report, signals.
 
 #include "daemon_cli.hpp"
+#include "log.hpp"
 #include "sd_notify.hpp"
 
 #include <udshttp/proto/url.hpp>
@@ -43,6 +44,16 @@ void print_endpoint(const udshttp::proto::endpoint& e) {
     }
 }
 
+// One of udshttpd's own lines on stderr: "udshttpd: PREFIXmessage" as text, or the logger's
+// JSON line (so that with --log-format json every line on stderr parses).
+void say(udshttp::service::log_format format, udshttp::service::log_level level,
+         std::string_view prefix, const std::string& message) {
+    if (format == udshttp::service::log_format::json)
+        std::cerr << udshttp::service::detail::diagnostic(format, level, message) << '\n';
+    else
+        std::cerr << "udshttpd: " << prefix << message << '\n';
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -52,8 +63,10 @@ int main(int argc, char** argv) {
         std::cerr << "udshttpd: " << command.error().message << " (see udshttpd --help)\n";
         return exit_usage;
     }
+    using udshttp::service::log_level;
+    const auto format = command->options.log_format;
     for (const auto& w : command->warnings)
-        std::cerr << "udshttpd: warning: " << w << '\n';
+        say(format, log_level::warn, "warning: ", w);
     if (command->action == action::help) {
         std::cout << help_text();
         return 0;
@@ -92,7 +105,7 @@ int main(int argc, char** argv) {
     try {
         srv.start();
     } catch (const udshttp::service::startup_error& e) {
-        std::cerr << "udshttpd: " << e.what() << '\n';
+        say(format, log_level::error, "", e.what());
         return exit_failure;
     }
     const bool quiet = srv.options().log_level > udshttp::service::log_level::info;
@@ -104,15 +117,16 @@ int main(int argc, char** argv) {
     if (const auto why = udshttp::service::detail::notify_systemd("READY=1\nMAINPID=" +
                                                                   std::to_string(::getpid()));
         !why.empty())
-        std::cerr << "udshttpd: warning: cannot tell systemd it is ready: " << why << '\n';
+        say(format, log_level::warn, "warning: ", "cannot tell systemd it is ready: " + why);
 
     int sig = 0;
     // SIGHUP: reopen the access log (logrotate's postrotate) and go on serving.
     while (sigwait(&signals, &sig) == 0 && sig == SIGHUP)
         srv.reopen_logs();
     if (!quiet)
-        std::cerr << "udshttpd: " << (sig == SIGTERM ? "SIGTERM" : "SIGINT") << ", draining (up to "
-                  << srv.options().drain_timeout.count() << " ms)\n";
+        say(format, log_level::info, "",
+            std::string(sig == SIGTERM ? "SIGTERM" : "SIGINT") + ", draining (up to " +
+                std::to_string(srv.options().drain_timeout.count()) + " ms)");
     (void)udshttp::service::detail::notify_systemd("STOPPING=1");
     srv.stop();
     return 0;

@@ -42,6 +42,9 @@ private:
 
 /// How much the server says on stderr.
 enum class log_level { debug, info, warn, error, off };
+/// How a diagnostic line is written: "udshttpd: warn: message", or one JSON object per line
+/// ({"time","level","program","message"}) for log pipelines that parse everything on stderr.
+enum class log_format { text, json };
 
 /// Parses "debug", "info", "warn", "error" or "off".
 std::optional<log_level> parse_log_level(std::string_view text) noexcept;
@@ -117,6 +120,8 @@ struct server_options {
     std::string access_log{};
     /// Diagnostics on stderr at or above this level.
     service::log_level log_level = service::log_level::info;
+    /// Diagnostics as text or as JSON lines.
+    service::log_format log_format = service::log_format::text;
     /// Serve the built-in routes too: /, /hello, /hello/{name}, /echo, /healthz, /metrics and
     /// /openapi.json (udshttpd does). Off for an embedding program, whose API is its own; a
     /// route it adds for the same method and pattern wins over a built-in one.
