@@ -48,9 +48,36 @@ install(CODE "
     file(WRITE \"\${dest}\" \"\${unit}\")
 ")
 
+# The group the socket unit names, for systemd-sysusers (the .deb's postinst runs it).
+install(FILES packaging/udshttp.sysusers DESTINATION lib/sysusers.d RENAME udshttp.conf)
+
+# Man pages and bash completion. Man pages and the changelog are installed gzipped (gzip -n:
+# no timestamp, so two builds of one tree make the same package); Debian wants both, and copyright.
+set(UDSHTTP_GZ_DIR ${PROJECT_BINARY_DIR}/gz)
+set(UDSHTTP_GZ_FILES)
+foreach(pair IN ITEMS "docs/man/udshttpd.8" "docs/man/udshttp.1" "packaging/deb/changelog")
+    get_filename_component(name ${pair} NAME)
+    add_custom_command(OUTPUT ${UDSHTTP_GZ_DIR}/${name}.gz
+        COMMAND ${CMAKE_COMMAND} -E make_directory ${UDSHTTP_GZ_DIR}
+        COMMAND sh -c "gzip -9 -n -c \"$1\" > \"$2\"" gzip ${PROJECT_SOURCE_DIR}/${pair}
+                ${UDSHTTP_GZ_DIR}/${name}.gz
+        DEPENDS ${PROJECT_SOURCE_DIR}/${pair} VERBATIM)
+    list(APPEND UDSHTTP_GZ_FILES ${UDSHTTP_GZ_DIR}/${name}.gz)
+endforeach()
+add_custom_target(udshttp_docs ALL DEPENDS ${UDSHTTP_GZ_FILES})
+install(FILES ${UDSHTTP_GZ_DIR}/udshttpd.8.gz DESTINATION ${CMAKE_INSTALL_MANDIR}/man8)
+install(FILES ${UDSHTTP_GZ_DIR}/udshttp.1.gz DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
+install(FILES ${UDSHTTP_GZ_DIR}/changelog.gz packaging/deb/copyright
+        DESTINATION ${CMAKE_INSTALL_DOCDIR})
+install(FILES packaging/bash-completion/udshttp packaging/bash-completion/udshttpd
+        DESTINATION ${CMAKE_INSTALL_DATADIR}/bash-completion/completions)
+
 set(CPACK_PACKAGE_NAME udshttp)
 set(CPACK_PACKAGE_VENDOR "udshttp")
-set(CPACK_PACKAGE_CONTACT "udshttp maintainers <udshttp@localhost>")
+# The maintainer the changelog names (tests/package_test.cpp checks the two agree).
+set(CPACK_PACKAGE_CONTACT
+    "udshttp maintainers <maintainers@users.noreply.h-seed-814692be.example>")
+set(CPACK_DEBIAN_PACKAGE_MAINTAINER "${CPACK_PACKAGE_CONTACT}")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "${PROJECT_DESCRIPTION}")
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
@@ -58,4 +85,7 @@ set(CPACK_DEBIAN_PACKAGE_SECTION net)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON) # the libc, libstdc++ and libboost-url the binaries use
 # Headers and static libraries need these to be used (find_package or pkg-config).
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "libboost1.81-dev, libboost-url1.81-dev, nlohmann-json3-dev")
+# postinst creates the udshttp group; dpkg wants maintainer scripts 0755 and owned by root.
+set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA ${PROJECT_SOURCE_DIR}/packaging/deb/postinst)
+set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION TRUE)
 include(CPack)

@@ -9,8 +9,12 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cctype>
+#include <cstdint>
 #include <filesystem>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -42,6 +46,54 @@ run_result must(std::vector<std::string> argv, const temp_dir& dir,
     return r;
 }
 
+// The options a program's --help names: every --long one, and each short -X that opens an
+// option line ("  -X, --long ..."). Lines that show a curl command are not ours.
+std::set<std::string> help_options(const std::string& program, const temp_dir& dir) {
+    std::istringstream lines(must({program, "--help"}, dir).out);
+    std::string help;
+    for (std::string line; std::getline(lines, line);)
+        if (line.find("curl --") == std::string::npos)
+            help += line + "\n";
+    std::set<std::string> out;
+    const std::regex long_option("--[a-z0-9][a-z0-9.-]*[a-z0-9]");
+    for (std::sregex_iterator i(help.begin(), help.end(), long_option), end; i != end; ++i)
+        out.insert(i->str());
+    const std::regex short_option("\n +(-[A-Za-z0-9#]), --");
+    for (std::sregex_iterator i(help.begin(), help.end(), short_option), end; i != end; ++i)
+        out.insert((*i)[1].str());
+    return out;
+}
+
+// Whether TEXT names OPTION as a whole word (--retry is not found in --retry-delay alone).
+bool names_option(const std::string& text, const std::string& option) {
+    for (auto at = text.find(option); at != std::string::npos; at = text.find(option, at + 1)) {
+        const auto next = at + option.size();
+        const bool word_ends = next == text.size() || !(std::isalnum(uint8_t(text[next])) ||
+                                                        text[next] == '-' || text[next] == '.');
+        const bool word_starts = at == 0 || !std::isalnum(uint8_t(text[at - 1]));
+        if (word_starts && word_ends)
+            return true;
+    }
+    return false;
+}
+
+// The completions bash offers for WORDS (the last one being completed) with FILE sourced.
+std::set<std::string> complete(const std::string& file, const std::string& function,
+                               const std::vector<std::string>& words, const temp_dir& dir) {
+    std::string script = "source '" + file + "'; COMP_WORDS=(";
+    for (auto& w : words)
+        script += "'" + w + "' ";
+    script += "); COMP_CWORD=" + std::to_string(words.size() - 1) + "; " + function +
+              "; printf '%s\\n' \"${COMPREPLY[@]}\"";
+    const auto out = must({"/bin/bash", "-c", script}, dir).out;
+    std::set<std::string> got;
+    std::istringstream in(out);
+    for (std::string line; std::getline(in, line);)
+        if (!line.empty())
+            got.insert(line);
+    return got;
+}
+
 } // namespace
 
 TEST_SUITE("package") {
@@ -58,8 +110,11 @@ TEST_SUITE("package") {
               "include/udshttp/service/server.hpp", "include/udshttp/proto/version.hpp",
               "lib/cmake/udshttp/udshttpConfig.cmake",
               "lib/cmake/udshttp/udshttpConfigVersion.cmake", "lib/pkgconfig/udshttp.pc",
-              "lib/libudshttp_client.a"})
-            CHECK_MESSAGE(fs::exists(prefix + "/" + f), f);
+              "lib/libudshttp_client.a", "share/man/man8/udshttpd.8.gz",
+              "share/man/man1/udshttp.1.gz", "share/bash-completion/completions/udshttp",
+              "share/bash-completion/completions/udshttpd", "share/doc/udshttp/copyright",
+              "share/doc/udshttp/changelog.gz", "lib/sysusers.d/udshttp.conf"})
+            CHECK_MESSAGE(fs::exists(prefix + "/" + f), std::string(f));
         // The unit starts the binary this install put there, not /usr/bin's.
         const auto unit = read_file(prefix + "/lib/systemd/system/udshttpd.service");
         CHECK(unit.find("ExecStart=" + prefix + "/bin/udshttpd --listen systemd:udshttp") !=
@@ -148,8 +203,13 @@ TEST_SUITE("package") {
               "./usr/include/udshttp/service/server.hpp", "./usr/lib/libudshttp_service.a",
               "./usr/lib/cmake/udshttp/udshttpConfig.cmake", "./usr/lib/pkgconfig/udshttp.pc",
               "./usr/lib/systemd/system/udshttpd.socket",
-              "./usr/lib/systemd/system/udshttpd.service"})
-            CHECK_MESSAGE(contents.find(std::string(f) + "\n") != std::string::npos, f);
+              "./usr/lib/systemd/system/udshttpd.service", "./usr/share/man/man8/udshttpd.8.gz",
+              "./usr/share/man/man1/udshttp.1.gz", "./usr/share/doc/udshttp/copyright",
+              "./usr/share/doc/udshttp/changelog.gz", "./usr/lib/sysusers.d/udshttp.conf",
+              "./usr/share/bash-completion/completions/udshttp",
+              "./usr/share/bash-completion/completions/udshttpd"})
+            CHECK_MESSAGE(contents.find(std::string(f) + "\n") != std::string::npos,
+                          std::string(f));
         // The unit starts the binary where the package puts it.
         const auto extracted = dir.file("x");
         must({"dpkg-deb", "-x", deb, extracted}, dir);
@@ -158,6 +218,102 @@ TEST_SUITE("package") {
         const auto depends = must({"dpkg-deb", "-f", deb, "Depends"}, dir).out;
         CHECK(depends.find("libboost-url1.81.0") != std::string::npos);
         CHECK(depends.find("libstdc++6") != std::string::npos);
+
+        // A real maintainer, the one the changelog names; the changelog's version is ours.
+        const auto maintainer = must({"dpkg-deb", "-f", deb, "Maintainer"}, dir).out;
+        CHECK(std::regex_match(maintainer, std::regex("[^<>]+ <[^@<>]+@[^@<>.]+\\.[^@<>]+>\n")));
+        CHECK(maintainer.find("localhost") == std::string::npos);
+        const auto changelog = dir.file("changelog");
+        write_file(
+            changelog,
+            must({"gzip", "-dc", extracted + "/usr/share/doc/udshttp/changelog.gz"}, dir).out);
+        CHECK(must({"dpkg-parsechangelog", "-l", changelog, "-S", "Maintainer"}, dir).out ==
+              maintainer);
+        CHECK(must({"dpkg-parsechangelog", "-l", changelog, "-S", "Version"}, dir).out ==
+              UDSHTTP_VERSION_STRING "\n");
+        CHECK(read_file(extracted + "/usr/share/doc/udshttp/copyright")
+                  .starts_with("Format: https://www.debian.org/doc/packaging-manuals/"
+                               "copyright-format/1.0/\n"));
+
+        // The postinst creates the group the socket unit names. Run for real against the
+        // unpacked tree as its root (DPKG_ROOT, as dpkg gives it), so this machine's
+        // /etc/group is left alone; twice, as an upgrade runs it again.
+        const auto control = dir.file("control");
+        must({"dpkg-deb", "-e", deb, control}, dir);
+        REQUIRE(fs::exists(control + "/postinst"));
+        CHECK((fs::status(control + "/postinst").permissions() & fs::perms::owner_exec) !=
+              fs::perms::none);
+        CHECK(read_file(extracted + "/usr/lib/systemd/system/udshttpd.socket")
+                  .find("\nSocketGroup=udshttp\n") != std::string::npos);
+        if (require_peer("systemd-sysusers", "systemd")) {
+            fs::create_directories(extracted + "/etc");
+            const std::vector<std::string> env{"DPKG_ROOT=" + extracted};
+            must({"/bin/sh", control + "/postinst", "configure"}, dir, {.uid = {}, .env = env});
+            must({"/bin/sh", control + "/postinst", "configure"}, dir, {.uid = {}, .env = env});
+            const auto group = read_file(extracted + "/etc/group");
+            CHECK(std::regex_search(group, std::regex("(^|\n)udshttp:x:[0-9]+:\n")));
+            CHECK(std::count(group.begin(), group.end(), '\n') == 1);
+        }
+    }
+
+    TEST_CASE("man pages describe every option --help names and render without a warning") {
+        if (!require_peer("groff", "groff-base"))
+            return;
+        temp_dir dir;
+        for (const auto& [program, page] :
+             {std::pair{udshttpd_path(), "udshttpd.8"}, std::pair{udshttp_path(), "udshttp.1"}}) {
+            const auto source = source_dir() + "/docs/man/" + page;
+            auto text = read_file(source);
+            // roff writes a hyphen-minus as \-; read it as the - the user types.
+            for (auto at = text.find("\\-"); at != std::string::npos; at = text.find("\\-", at))
+                text.erase(at, 1);
+            const auto options = help_options(program, dir);
+            CHECK(options.size() > 20);
+            for (const auto& option : options)
+                CHECK_MESSAGE(names_option(text, option), page << " does not describe " << option);
+            const auto r = run({"groff", "-man", "-Tutf8", "-ww", "-z", source}, dir);
+            CHECK(r.code == 0);
+            CHECK_MESSAGE(r.err.empty(), r.err);
+        }
+    }
+
+    TEST_CASE("bash completion offers every option --help names, and values where they are few") {
+        temp_dir dir;
+        const auto completions = source_dir() + "/packaging/bash-completion/";
+        const auto udshttpd = completions + "udshttpd";
+        const auto udshttp = completions + "udshttp";
+        auto offered = complete(udshttpd, "_udshttpd", {"udshttpd", "--"}, dir);
+        for (const auto& option : help_options(udshttpd_path(), dir))
+            if (option.starts_with("--"))
+                CHECK_MESSAGE(offered.contains(option), "udshttpd " << option);
+        CHECK(complete(udshttpd, "_udshttpd", {"udshttpd", "--log-format", ""}, dir) ==
+              std::set<std::string>{"text", "json"});
+        CHECK(complete(udshttpd, "_udshttpd", {"udshttpd", "--log-level", "w"}, dir) ==
+              std::set<std::string>{"warn"});
+        CHECK(complete(udshttpd, "_udshttpd", {"udshttpd", "--threads", ""}, dir).empty());
+
+        offered = complete(udshttp, "_udshttp", {"udshttp", "--"}, dir);
+        for (const auto& sub : {"events", "ws"})
+            offered.merge(complete(udshttp, "_udshttp", {"udshttp", sub, "--"}, dir));
+        for (const auto& option : help_options(udshttp_path(), dir))
+            if (option.starts_with("--"))
+                CHECK_MESSAGE(offered.contains(option), "udshttp " << option);
+        CHECK(complete(udshttp, "_udshttp", {"udshttp", "-X", "P"}, dir) ==
+              std::set<std::string>{"POST", "PUT", "PATCH"});
+        CHECK(complete(udshttp, "_udshttp", {"udshttp", "--retry-c"}, dir) ==
+              std::set<std::string>{"--retry-connrefused"});
+        CHECK(complete(udshttp, "_udshttp", {"udshttp", "ro"}, dir) ==
+              std::set<std::string>{"routes"});
+        // A file argument completes to files.
+        write_file(dir.file("payload.json"), "{}");
+        CHECK(complete(udshttp, "_udshttp", {"udshttp", "-T", dir.file("pay")}, dir) ==
+              std::set<std::string>{dir.file("payload.json")});
+        const auto registered = must({"/bin/bash", "-c",
+                                      "source '" + udshttp + "'; source '" + udshttpd +
+                                          "'; complete -p udshttp udshttpd"},
+                                     dir)
+                                    .out;
+        CHECK(registered == "complete -F _udshttp udshttp\ncomplete -F _udshttpd udshttpd\n");
     }
 
     TEST_CASE("the shipped service unit is sandboxed: systemd-analyze security scores it 2.5 or "
