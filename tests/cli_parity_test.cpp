@@ -98,6 +98,8 @@ const char* const cases[] = {
     "{Q} -L -d x=1 http://localhost/see-other",
     "{Q} -L -d x=1 http://localhost/temporary",
     "{Q} -L -i http://localhost/redirect/1",
+    "{Q} -L -D h.txt -o /dev/null http://localhost/redirect/2",
+    "{Q} -L -D - http://localhost/redirect/1",
     "{Q} -L -w '%{num_redirects} %{url_effective}\\n' -o /dev/null http://localhost/redirect/2",
     "{Q} --compressed http://localhost/gzip",
     "{Q} --compressed http://localhost/deflate",

@@ -765,14 +765,18 @@ int transfer(cli& c, udshttp::client::client& client, const std::string& given_d
                     std::cerr << "< " << line << '\n';
                 }
             }
-            if (!c.dump_header.empty()) {
+            // Opened at the first answer and kept: with -L (or --retry) every head goes in, the
+            // redirects' first, as curl writes them.
+            if (!c.dump_header.empty() && !dump) {
                 if (auto d = udshttp::client::file_sink(c.dump_header); !d) {
                     error_text = d.error().message;
                     sink_failed = true;
-                } else if (dump = std::move(*d); !(*dump)(text)) {
-                    sink_failed = true;
+                } else {
+                    dump = std::move(*d);
                 }
             }
+            if (dump && !(*dump)(text))
+                sink_failed = true;
             // With -f too: curl writes the head of an error answer, then fails.
             if ((c.include || c.head) && open_output()) {
                 if (!(*out)(text))
