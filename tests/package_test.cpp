@@ -256,6 +256,14 @@ TEST_SUITE("package") {
         }
     }
 
+    TEST_CASE("README describes every option --help names") {
+        temp_dir dir;
+        const auto readme = read_file(source_dir() + "/README.md");
+        for (const auto& program : {udshttpd_path(), udshttp_path()})
+            for (const auto& option : help_options(program, dir))
+                CHECK_MESSAGE(names_option(readme, option), "README.md does not name " << option);
+    }
+
     TEST_CASE("man pages describe every option --help names and render without a warning") {
         if (!require_peer("groff", "groff-base"))
             return;
