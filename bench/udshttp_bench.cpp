@@ -58,6 +58,9 @@ Options:
   -w, --warmup DUR      unmeasured time first (default 1s)
   -n, --requests N      stop after N measured requests instead of after --duration
   -p, --pipeline N      requests sent back to back per connection before reading (default 1)
+  -r, --rate N          offer N requests/s in all, spread evenly over the connections, instead
+                        of sending the next as soon as an answer comes; latency counts from
+                        when each request was due, so a server that falls behind shows it
   -t, --threads N       generator threads, each with its own connections (default 1)
   -X, --method METHOD   request method (default GET, POST with --body-size)
   -b, --body-size SIZE  send a body of SIZE pseudo-random bytes and expect it echoed back
@@ -84,6 +87,7 @@ struct options {
     std::chrono::nanoseconds warmup = std::chrono::seconds(1);
     std::uint64_t requests = 0; // 0: run for --duration
     unsigned pipeline = 1;
+    unsigned rate = 0; // requests/s offered in all; 0: as fast as answers come
     unsigned threads = 1;
     std::string method;
     std::size_t body_size = 0;
@@ -143,7 +147,8 @@ struct worker {
     // (a Unix socket connect() fails with EAGAIN when it is full).
     std::vector<std::unique_ptr<class connection>> connections;
     std::size_t next_waiting = 0;
-    std::size_t active = 0;            // connections started and not yet ended
+    std::size_t paced = 0;  // connections that have started pacing (--rate), for their offsets
+    std::size_t active = 0; // connections started and not yet ended
     std::atomic<bool> finished{false}; // run() has returned
 
     worker(const options& o, run_state& r) : opt(o), run(r) {}
@@ -172,7 +177,11 @@ class connection {
 public:
     explicit connection(worker& w)
         : w_(w), socket_(w.ctx), size_(w.opt.body_size > 0 ? 256 * 1024 : 16 * 1024),
-          in_(std::make_unique_for_overwrite<char[]>(size_)) {}
+          in_(std::make_unique_for_overwrite<char[]>(size_)), pace_(w.ctx) {
+        if (w.opt.rate > 0) // each connection offers its share: a batch every interval_
+            interval_ = std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(
+                double(w.opt.connections) * w.opt.pipeline / w.opt.rate));
+    }
 
     void start() {
         if (!started_) {
@@ -195,6 +204,7 @@ public:
     // Ends the connection for good (idempotent); the worker's run() returns after the last.
     void close_now() {
         pending_ = 0;
+        pace_.cancel();
         boost::system::error_code ignored;
         socket_.close(ignored);
         if (started_ && !done_) {
@@ -223,6 +233,26 @@ private:
     }
 
     void send_batch() {
+        clk::time_point due{};
+        if (interval_.count() > 0) {
+            // Paced: wait until this connection's next batch is due. The connections start
+            // at offsets spread over one interval, so the offered load is even, not bursty.
+            const auto now = clk::now();
+            if (next_due_ == clk::time_point{})
+                next_due_ = now + std::chrono::duration_cast<clk::duration>(
+                                      interval_ * (double(w_.paced++ % w_.opt.connections) /
+                                                   double(w_.opt.connections)));
+            if (now < next_due_) {
+                pace_.expires_at(next_due_);
+                pace_.async_wait([this](const boost::system::error_code& ec) {
+                    if (!ec)
+                        send_batch();
+                });
+                return;
+            }
+            due = next_due_;
+            next_due_ += interval_;
+        }
         if (!may_send()) {
             if (!w_.opt.idle)
                 close_now();
@@ -232,7 +262,7 @@ private:
         measured_ = w_.run.measuring.load(std::memory_order_relaxed);
         pending_ = w_.opt.pipeline;
         write_done_ = false;
-        sent_at_ = clk::now();
+        sent_at_ = due == clk::time_point{} ? clk::now() : due;
         asio::async_write(socket_, asio::buffer(w_.batch),
                           [this](const boost::system::error_code& ec, std::size_t) {
                               if (ec)
@@ -474,6 +504,9 @@ private:
     std::uint64_t remaining_ = 0, body_seen_ = 0;
     std::string body_;
     clk::time_point sent_at_;
+    asio::steady_timer pace_;  // --rate: waits for the next batch's due time
+    clk::duration interval_{}; // --rate: between one connection's batches
+    clk::time_point next_due_{};
 };
 
 void worker::start_next() {
@@ -542,6 +575,8 @@ options parse_args(int argc, char** argv) {
             o.requests = parse_count_or_exit(arg, next(), 4'000'000'000U);
         } else if (takes("-p", "--pipeline")) {
             o.pipeline = parse_count_or_exit(arg, next(), 1024);
+        } else if (takes("-r", "--rate")) {
+            o.rate = parse_count_or_exit(arg, next(), 100'000'000);
         } else if (takes("-t", "--threads")) {
             o.threads = parse_count_or_exit(arg, next(), 256);
         } else if (takes("-X", "--method")) {
@@ -683,25 +718,28 @@ int main(int argc, char** argv) try {
     if (opt.idle) {
         std::cout << "closed " << opt.connections << " errors " << all.errors() << "\n";
     } else if (opt.json) {
-        std::printf("{\"url\":\"%s\",\"method\":\"%s\",\"connections\":%u,\"pipeline\":%u,"
-                    "\"threads\":%u,\"body_bytes\":%zu,\"seconds\":%.3f,\"requests\":%llu,"
-                    "\"requests_per_s\":%.1f,\"mb_per_s\":%.2f,\"latency_us\":{\"p50\":%.2f,"
-                    "\"p90\":%.2f,\"p99\":%.2f,\"p999\":%.2f,\"max\":%.2f},\"errors\":{"
-                    "\"status\":%llu,\"body\":%llu,\"framing\":%llu,\"io\":%llu},"
-                    "\"reconnects\":%llu,\"first_error\":\"%s\"}\n",
-                    json_escape(opt.url).c_str(), json_escape(opt.method).c_str(), opt.connections,
-                    opt.pipeline, opt.threads, opt.body_size, secs,
-                    static_cast<unsigned long long>(all.responses), rps, mbps, us(0.5), us(0.9),
-                    us(0.99), us(0.999), us(1.0), static_cast<unsigned long long>(all.bad_status),
-                    static_cast<unsigned long long>(all.bad_body),
-                    static_cast<unsigned long long>(all.bad_framing),
-                    static_cast<unsigned long long>(all.io_errors),
-                    static_cast<unsigned long long>(all.reconnects),
-                    json_escape(all.first_error).c_str());
+        std::printf(
+            "{\"url\":\"%s\",\"method\":\"%s\",\"connections\":%u,\"pipeline\":%u,"
+            "\"rate\":%u,\"threads\":%u,\"body_bytes\":%zu,\"seconds\":%.3f,\"requests\":%llu,"
+            "\"requests_per_s\":%.1f,\"mb_per_s\":%.2f,\"latency_us\":{\"p50\":%.2f,"
+            "\"p90\":%.2f,\"p99\":%.2f,\"p999\":%.2f,\"max\":%.2f},\"errors\":{"
+            "\"status\":%llu,\"body\":%llu,\"framing\":%llu,\"io\":%llu},"
+            "\"reconnects\":%llu,\"first_error\":\"%s\"}\n",
+            json_escape(opt.url).c_str(), json_escape(opt.method).c_str(), opt.connections,
+            opt.pipeline, opt.rate, opt.threads, opt.body_size, secs,
+            static_cast<unsigned long long>(all.responses), rps, mbps, us(0.5), us(0.9), us(0.99),
+            us(0.999), us(1.0), static_cast<unsigned long long>(all.bad_status),
+            static_cast<unsigned long long>(all.bad_body),
+            static_cast<unsigned long long>(all.bad_framing),
+            static_cast<unsigned long long>(all.io_errors),
+            static_cast<unsigned long long>(all.reconnects), json_escape(all.first_error).c_str());
     } else {
-        std::printf("%s %s, %u connection(s), pipeline %u, %u thread(s), body %zu bytes\n",
+        std::printf("%s %s, %u connection(s), pipeline %u, %u thread(s), body %zu bytes",
                     opt.method.c_str(), opt.url.c_str(), opt.connections, opt.pipeline, opt.threads,
                     opt.body_size);
+        if (opt.rate > 0)
+            std::printf(", offered %u requests/s", opt.rate);
+        std::printf("\n");
         std::printf("  %llu requests in %.2f s: %.0f requests/s, %.1f MB/s of response body\n",
                     static_cast<unsigned long long>(all.responses), secs, rps, mbps);
         std::printf("  latency us: p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n", us(0.5),

@@ -60,6 +60,27 @@ std::uint64_t errors_of(const nlohmann::json& report) {
 } // namespace
 
 TEST_SUITE("e2e") {
+    TEST_CASE("udshttp-bench --rate offers that rate, no more, and --pipeline answers each") {
+        // The fixed-rate scenario of bench/compare rests on this: the generator sends what it
+        // was told to, never more, whatever the server could take. 2,000/s over 8 connections
+        // is far below what any build of udshttpd answers, so the lower bound is loose only
+        // for a machine too loaded to run a timer on time.
+        daemon_fixture d(false);
+        auto r = run_bench(d.dir, {"-c", "8", "-r", "2000", "-d", "1s", d.unix_url("/hello")});
+        INFO(r.err << r.report.dump());
+        REQUIRE(r.code == 0);
+        CHECK(r.report["rate"].get<unsigned>() == 2000);
+        CHECK(errors_of(r.report) == 0);
+        const auto rps = r.report["requests_per_s"].get<double>();
+        CHECK(rps <= 2000 * 1.02);
+        CHECK(rps >= 2000 * 0.5);
+        auto p = run_bench(d.dir, {"-c", "4", "-p", "16", "-n", "640", d.unix_url("/hello")});
+        INFO(p.err << p.report.dump());
+        REQUIRE(p.code == 0);
+        CHECK(p.report["requests"].get<std::uint64_t>() >= 640);
+        CHECK(errors_of(p.report) == 0);
+    }
+
     TEST_CASE(
         "udshttp-bench: GET and 64 KiB echo over a Unix socket and TCP - every byte checked") {
         daemon_fixture d(true);
