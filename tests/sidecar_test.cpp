@@ -122,6 +122,55 @@ run_result cli_as(uid_t uid, const std::vector<std::string>& args, const temp_di
 } // namespace
 
 TEST_SUITE("sidecar") {
+    TEST_CASE("pipelined answers go out in one write - and a request still arriving sends them "
+              "first") {
+        // Counted with strace, at the server's own system calls: 16 GETs sent in one write are
+        // answered with one sendmsg, not 16. Then 3 GETs and the start of a fourth: the 3
+        // answers must arrive while the fourth is still incomplete (held back, they would
+        // wait for bytes the peer sends only after reading them).
+        if (!require_peer("strace", "strace"))
+            return;
+        temp_dir dir;
+        const auto sock = dir.file("p.sock");
+        const auto trace = dir.file("trace");
+        child tracer({"strace", "-f", "-qq", "-e", "trace=sendmsg,sendto,write,writev", "-o", trace,
+                      udshttpd_path(), "-l", sock},
+                     dir);
+        REQUIRE(tracer.wait_for_output("listening on unix:"));
+        raw_socket s(proto::endpoint::unix_path(sock));
+        REQUIRE(s.connected());
+        ucred server{};
+        socklen_t len = sizeof server;
+        REQUIRE(::getsockopt(s.fd(), SOL_SOCKET, SO_PEERCRED, &server, &len) == 0);
+        // strace does not take its tracee with it when killed: stop the server by its pid.
+        struct stop_server {
+            pid_t pid;
+            ~stop_server() { ::kill(pid, SIGTERM); }
+        } stop{server.pid};
+
+        std::string batch;
+        for (int i = 0; i < 16; ++i)
+            batch += "GET /hello/" + std::to_string(i) + " HTTP/1.1\r\nHost: x\r\n\r\n";
+        REQUIRE(s.send(batch));
+        CHECK(count_responses(s.read_responses(16)) == 16);
+        REQUIRE(s.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+                       "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+                       "GET /hello HTTP/1.1\r\nHost: x\r\n\r\nGET /hel"));
+        CHECK(count_responses(s.read_responses(3)) == 3);
+        REQUIRE(s.send("lo/end HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+        CHECK(body_of(s.read_all()) == "Hello end");
+
+        ::kill(server.pid, SIGTERM);
+        REQUIRE(tracer.wait(10s).has_value());
+        const auto calls = read_file(trace);
+        std::size_t sends = 0;
+        for (auto at = calls.find("sendmsg("); at != std::string::npos;
+             at = calls.find("sendmsg(", at + 1))
+            ++sends;
+        INFO(calls);
+        CHECK(sends == 3); // the 16, the 3, the last one
+    }
+
     TEST_CASE("systemd readiness: READY=1 once every listener is bound - STOPPING=1 on drain") {
         temp_dir dir;
         // systemd's side: a datagram socket at NOTIFY_SOCKET.

@@ -120,10 +120,19 @@ awaitable<bool> connection::answer(response& res, const request_head* head, bool
     boost::system::error_code ec;
     std::size_t n = 0;
     if (format_head(res, length, keep_alive, w.date.get(), head_)) {
-        const std::array<asio::const_buffer, 2> pieces{asio::buffer(head_),
-                                                       asio::buffer(res.body())};
+        const auto& body = res.body();
+        if (keep_alive && buffer.size() > 0 && body.size() <= gather_body_bytes &&
+            gathered_.size() + head_.size() + body.size() <= gather_bytes) {
+            // The next request is here already: this answer goes out with the next ones.
+            gathered_.append(head_).append(body);
+            record(head, res.result_int(), route, bytes_in, head_.size() + body.size(), start);
+            co_return true;
+        }
+        const std::array<asio::const_buffer, 2> pieces{asio::buffer(head_), asio::buffer(body)};
         std::tie(ec, n) = co_await send_all(pieces);
     } else { // the handler's own framing or connection options: Beast's rules
+        if (!co_await flush())
+            co_return false;
         stamp(res, w.date.get());
         res.keep_alive(keep_alive);
         if (length && !res.chunked())
@@ -136,17 +145,52 @@ awaitable<bool> connection::answer(response& res, const request_head* head, bool
 
 awaitable<std::tuple<boost::system::error_code, std::size_t>>
 connection::send_all(std::span<const asio::const_buffer> pieces) {
+    // The gathered answers go first, in the same write when the pieces leave room (answer()
+    // gives 2), else in a write of their own.
     boost::system::error_code ec;
-    const auto total = asio::buffer_size(pieces);
-    const auto sent = socket.send(pieces, 0, ec); // the socket is non-blocking
+    std::array<asio::const_buffer, 3> all;
+    auto earlier = gathered_.size();
+    if (earlier > 0 && pieces.size() >= all.size()) {
+        std::tie(ec, std::ignore) = co_await asio::async_write(socket, asio::buffer(gathered_));
+        gathered_.clear();
+        earlier = 0;
+        if (ec)
+            co_return std::tuple{ec, std::size_t{0}};
+    }
+    auto out = pieces;
+    if (earlier > 0) {
+        all[0] = asio::buffer(gathered_);
+        std::ranges::copy(pieces, all.begin() + 1);
+        out = std::span<const asio::const_buffer>(all.data(), 1 + pieces.size());
+    }
+    const auto total = asio::buffer_size(out);
+    auto sent = socket.send(out, 0, ec); // the socket is non-blocking
     if (ec == asio::error::would_block || ec == asio::error::try_again)
         ec = {};
-    if (ec || sent == total)
-        co_return std::tuple{ec, sent};
-    boost::beast::buffers_suffix<std::span<const asio::const_buffer>> rest(pieces);
-    rest.consume(sent);
-    auto [wec, n] = co_await asio::async_write(socket, rest);
-    co_return std::tuple{wec, sent + n};
+    if (!ec && sent < total) {
+        boost::beast::buffers_suffix<std::span<const asio::const_buffer>> rest(out);
+        rest.consume(sent);
+        std::size_t n = 0;
+        std::tie(ec, n) = co_await asio::async_write(socket, rest);
+        sent += n;
+    }
+    gathered_.clear();
+    // The gathered answers were counted when they were gathered.
+    co_return std::tuple{ec, sent > earlier ? sent - earlier : 0};
+}
+
+void connection::trim_for_idle() noexcept {
+    if (buffer.size() == 0 && buffer.capacity() > idle_buffer_bytes)
+        buffer.shrink_to_fit();
+    if (gathered_.empty() && gathered_.capacity() > 0)
+        std::string().swap(gathered_);
+}
+
+awaitable<bool> connection::flush() {
+    if (gathered_.empty())
+        co_return true;
+    auto [ec, n] = co_await send_all({});
+    co_return !ec && !slot.timed_out;
 }
 
 void connection::record(const request_head* head, unsigned status, std::optional<std::size_t> route,

@@ -125,11 +125,26 @@ public:
 
     // Sends all of `pieces`: at once when the socket takes them (no suspension, which is the
     // common case for an answer that fits the socket buffer), else the rest asynchronously.
+    // Answers gathered by answer() go first.
     awaitable<std::tuple<boost::system::error_code, std::size_t>>
     send_all(std::span<const asio::const_buffer> pieces);
+    // Sends the answers answer() gathered, if any. Called before anything that waits for the
+    // peer (a read from the socket) or writes on its own (streams, upgrades, 100 Continue), so
+    // a peer never waits for an answer we hold. False: the connection ends.
+    awaitable<bool> flush();
+    bool has_gathered() const noexcept { return !gathered_.empty(); }
+    // Before an idle wait: gives back the read buffer's growth and the gathering buffer, so an
+    // idle connection holds only idle_buffer_bytes.
+    void trim_for_idle() noexcept;
+
+    // Pipelining: while the next request is already in `buffer`, small answers are gathered
+    // and sent in one write (at most gather_bytes), as the input allows.
+    static constexpr std::size_t gather_bytes = 64 * 1024;
+    static constexpr std::size_t gather_body_bytes = 16 * 1024;
 
 private:
-    std::string head_; // answer()'s formatted head, its capacity reused
+    std::string head_;     // answer()'s formatted head, its capacity reused
+    std::string gathered_; // answers to pipelined requests not sent yet
 };
 
 } // namespace udshttp::service::detail

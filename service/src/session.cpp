@@ -14,8 +14,12 @@ namespace udshttp::service::detail {
 // return a verdict, and every error answer leaves through connection::refuse().
 awaitable<> session::run() {
     for (bool first = true;; first = false) {
-        if (c_.buffer.size() == 0 && !co_await await_request(first))
-            break;
+        if (c_.buffer.size() == 0) {
+            if (c_.has_gathered() && !co_await c_.flush())
+                break;
+            if (!co_await await_request(first))
+                break;
+        }
         const auto start = clock::now();
         if (!skip_blank_lines())
             continue;
@@ -35,9 +39,17 @@ awaitable<> session::run() {
         // it is answered before any body byte is read, and the body is dropped while lingering
         // (nginx's discard_request_body), never buffered.
         if (const auto up = upgrade_for(parser, match); up != upgrade_kind::none) {
+            if (c_.has_gathered() && !co_await c_.flush())
+                break;
             co_await serve_upgrade(c_, msg, match, up, start); // the connection goes with it
             co_return;
         }
+        // Pipelining: the answers gathered so far wait only while this request is answered
+        // at once, from what is buffered; anything that reads or writes on its own sends them.
+        const bool answered_at_once =
+            !match.found() || (match.kind() == route_kind::plain && parser.is_done());
+        if (c_.has_gathered() && !answered_at_once && !co_await c_.flush())
+            break;
         const bool body_unread = !match.found() && !parser.is_done();
         if (match.found() && !co_await continue_if_expected(parser))
             break;
@@ -80,14 +92,15 @@ awaitable<> session::run() {
         if (!keep_alive)
             break;
     }
+    if (c_.has_gathered())
+        co_await c_.flush();
     c_.close();
 }
 
 awaitable<bool> session::await_request(bool first) {
     // An idle connection waits with a small buffer (10,000 of them would otherwise hold 16 KiB
     // each); body reads reserve a larger one when they need it.
-    if (c_.buffer.size() == 0 && c_.buffer.capacity() > connection::idle_buffer_bytes)
-        c_.buffer.shrink_to_fit();
+    c_.trim_for_idle();
     c_.slot.idle = true;
     if (first)
         c_.slot.arm(c_.opt.header_timeout);
@@ -137,8 +150,12 @@ awaitable<session::verdict> session::read_head(request_parser& parser, clock::ti
     // The head, usually whole in c_.buffer already: then c_.parse_buffered() alone parses it.
     c_.head_bytes = 0;
     boost::system::error_code ec;
-    if (!c_.parse_buffered(parser, ec))
+    if (!c_.parse_buffered(parser, ec)) {
+        // The rest of the head is still to come: the peer may be waiting for answers first.
+        if (c_.has_gathered() && !co_await c_.flush())
+            co_return quietly();
         ec = co_await c_.parse_some(parser, true);
+    }
     while (!ec && !parser.is_header_done())
         ec = co_await c_.parse_some(parser);
     if (c_.slot.timed_out)
