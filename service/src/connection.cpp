@@ -30,7 +30,9 @@ connection_guard::~connection_guard() {
 connection::connection(socket_type& s, proto::peer_info who, std::atomic<std::size_t>& open,
                        server_state& st, worker& wk)
     : socket(s), state(st), opt(st.options), w(wk), guard_(open, wk, s), slot(guard_.slot),
-      peer(std::move(who)), read_cap(opt.max_header_bytes + body_buffer_bytes), buffer(read_cap) {
+      peer(std::move(who)), read_cap(opt.max_header_bytes + body_buffer_bytes),
+      buffer(read_cap, pooled_allocator<char>(wk.read_blocks)) {
+    static_assert(idle_buffer_bytes == 2048, "worker::read_blocks hands out blocks of this size");
     // send_all() tries a plain send first; asynchronous operations work either way.
     boost::system::error_code ignored;
     socket.non_blocking(true, ignored);
@@ -180,8 +182,8 @@ connection::send_all(std::span<const asio::const_buffer> pieces) {
 }
 
 void connection::trim_for_idle() noexcept {
-    if (buffer.size() == 0 && buffer.capacity() > idle_buffer_bytes)
-        buffer.shrink_to_fit();
+    if (buffer.size() == 0 && buffer.capacity() > 0)
+        buffer.shrink_to_fit(); // empty: gives its memory back
     if (gathered_.empty() && gathered_.capacity() > 0)
         std::string().swap(gathered_);
 }
@@ -252,7 +254,7 @@ awaitable<> connection::lingering_close(const linger_bounds& bounds) {
     slot.idle = true; // so the drain's wake-up cancels the read
     std::array<char, 8192> sink;
     for (std::size_t dropped = 0; dropped < bounds.max_bytes;) {
-        // The check and the read start with no suspension between them (as in await_request).
+        // The check and the read start with no suspension between them (as in session::run).
         if (draining())
             break;
         slot.deadline = std::min(clock::now() + bounds.quiet, give_up);

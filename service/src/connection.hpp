@@ -6,6 +6,7 @@
 
 #include "rejection.hpp"
 #include "server_state.hpp"
+#include "worker.hpp"
 
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/buffer_body.hpp>
@@ -114,7 +115,9 @@ public:
     connection_slot& slot;
     const proto::peer_info peer;
     const std::size_t read_cap; // the most `buffer` holds: a header block and one body read
-    boost::beast::flat_buffer buffer;
+    // Empty (no memory) while the connection waits for a request; its first block comes from
+    // the worker's read_blocks.
+    boost::beast::basic_flat_buffer<pooled_allocator<char>> buffer;
     std::size_t head_bytes = 0; // of the request head being parsed, consumed by the parser
     clock::time_point last_now; // when record() last read the clock
     // A stream route's whole-body buffers, kept between requests up to keep_bytes (so an

@@ -57,9 +57,20 @@ private:
     static verdict quietly() { return {true, std::nullopt}; }
     static verdict answer_with(refusal r) { return {true, std::move(r)}; }
 
-    // Waits for the first byte of the next request. False: close without answering (peer
-    // gone, idle too long, or the server is draining and nothing has arrived).
-    awaitable<bool> await_request(bool first);
+    enum class step { next, close, gone }; // after a request: go on, close, or let it go
+    // Reads, routes and answers the request whose first bytes are in the buffer.
+    awaitable<step> serve_request();
+    // The wait for the first bytes of the next request, around the one suspension run() does
+    // for it: begin_wait() arms the deadline, after_wait() reads (after a readiness wait) and
+    // decides: a request has begun, wait again, or close without answering (peer gone, idle
+    // too long, or the server is draining and nothing has arrived).
+    // `read`: the wait was a read into the buffer (else a readiness wait, and after_wait
+    // reads).
+    enum class waited { request, again, closed };
+    void begin_wait(bool first) noexcept;
+    waited after_wait(bool read, boost::system::error_code ec, std::size_t n);
+    // Above this many connections on the worker, a keep-alive wait holds no read buffer.
+    static constexpr std::size_t lean_above = 256;
     // RFC 9112 2.2: drops a few empty lines before a request line. False: nothing but empty
     // lines is buffered.
     bool skip_blank_lines() noexcept;

@@ -15,6 +15,55 @@
 
 namespace udshttp::service::detail {
 
+// Fixed-size blocks a worker's connections take their read buffers from: a connection holds
+// one only while it has bytes to parse, so an idle one holds none, and a busy thread reuses a
+// few blocks instead of allocating one per request. Touched only by the worker's thread.
+class block_pool {
+public:
+    explicit block_pool(std::size_t block) noexcept : block_(block) {}
+    ~block_pool() {
+        for (auto* p : free_)
+            ::operator delete(p);
+    }
+    block_pool(const block_pool&) = delete;
+    block_pool& operator=(const block_pool&) = delete;
+
+    char* take(std::size_t n) {
+        if (n != block_ || free_.empty())
+            return static_cast<char*>(::operator new(n));
+        auto* p = free_.back();
+        free_.pop_back();
+        return p;
+    }
+    void give(char* p, std::size_t n) noexcept {
+        if (n == block_ && free_.size() < max_free) {
+            try {
+                free_.push_back(p);
+                return;
+            } catch (...) { // no room to keep it: free it
+            }
+        }
+        ::operator delete(p);
+    }
+
+private:
+    static constexpr std::size_t max_free = 64; // more idle than busy connections, always
+    std::size_t block_;
+    std::vector<char*> free_;
+};
+
+// The allocator a connection's read buffer uses: blocks of the pool's size from the pool.
+template <class T> struct pooled_allocator {
+    static_assert(sizeof(T) == 1);
+    using value_type = T;
+    block_pool* pool;
+    explicit pooled_allocator(block_pool& p) noexcept : pool(&p) {}
+    template <class U> pooled_allocator(const pooled_allocator<U>& o) noexcept : pool(o.pool) {}
+    T* allocate(std::size_t n) { return reinterpret_cast<T*>(pool->take(n)); }
+    void deallocate(T* p, std::size_t n) noexcept { pool->give(reinterpret_cast<char*>(p), n); }
+    bool operator==(const pooled_allocator& o) const noexcept { return pool == o.pool; }
+};
+
 struct worker {
     // `alone`: this is the only worker. Then everything - accepting included - happens on its
     // thread, and the reactor's per-descriptor locks can go (BOOST_ASIO_CONCURRENCY_HINT_
@@ -34,6 +83,8 @@ struct worker {
     // in fresh pages each time.
     std::vector<std::string> spare_buffers;
     static constexpr std::size_t max_spare_buffers = 4;
+    // Read buffers of connections that have bytes to parse (connection::idle_buffer_bytes).
+    block_pool read_blocks{2048};
     asio::io_context ctx;
     std::thread thread;
 };
