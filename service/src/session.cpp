@@ -37,8 +37,8 @@ awaitable<> session::run() {
                 // connections open, wait for bytes without a buffer and read when they come,
                 // so an idle keep-alive connection holds no read memory (as nginx's keep-alive
                 // handler does). That wait costs an epoll_ctl per request (6-12% more CPU per
-                // GET in bench/compare), so with few connections, where the buffers are a
-                // few hundred KiB in all, the read waits with its buffer instead.
+                // GET, measured A/B: bench/README.md), so with few connections, where the
+                // buffers are a few hundred KiB in all, the read waits with its buffer.
                 boost::system::error_code ec;
                 std::size_t n = 0;
                 const bool read = first || c_.w.connections.size() <= lean_above;
@@ -144,8 +144,9 @@ awaitable<session::step> session::serve_request() {
 }
 
 void session::begin_wait(bool first) noexcept {
-    // An idle connection waits with no read buffer (10,000 of them would otherwise hold 2 to
-    // 16 KiB each); it takes one when bytes arrive, and body reads a larger one.
+    // The read buffer goes back to the worker's pool (10,000 idle connections would otherwise
+    // hold 2 to 16 KiB each); the wait takes a block again, at once or, above lean_above
+    // connections, only when bytes arrive. Body reads take a larger one.
     c_.trim_for_idle();
     c_.slot.idle = true;
     if (first)
