@@ -152,7 +152,10 @@ TEST_SUITE("proto") {
                              // the path "e0t/x", which does not start with '/'.
                              "http://localhos:8e0t/x",
                              "http://local%20host/", // a decoded space: not a host name (fuzz_url)
-                             "http+unix://%2Fa.sock:x/y",
+                             // Neither names nor IPv4 addresses; the first one printed back as
+                             // "7.6.8.6.6.6", which Boost.URL 1.81 cannot read (fuzz_url).
+                             "http://%37.6.8.6.6.6/6", "http://7.6.8.6.6.6/6", "http://1.2.3/x",
+                             "http://123/x", "http://a.b.7./x", "http+unix://%2Fa.sock:x/y",
                              "http+unix://%2F"
                              "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
                              "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/x"};
@@ -165,6 +168,20 @@ TEST_SUITE("proto") {
         auto https = proto::url::parse("https://localhost/");
         REQUIRE_FALSE(https);
         CHECK(https.error().code == errc::unsupported_scheme);
+    }
+
+    TEST_CASE("URL: a TCP host name that starts like an IPv4 address prints back to itself") {
+        // fuzz_url: "7.6.8.6.6.___" printed as-is read back as host 7.6.8.6 and a path.
+        for (const std::string host : {"7.6.8.6.6._x", "1password.local", "10.0.0.1"}) {
+            CAPTURE(host);
+            const auto printed = proto::make_url(endpoint::tcp(host, 66), "/6");
+            auto back = proto::url::parse(printed);
+            REQUIRE(back);
+            CHECK(back->where == endpoint::tcp(host, 66));
+            CHECK(back->target == "/6");
+        }
+        CHECK(proto::make_url(endpoint::tcp("10.0.0.1", 80), "/") == "http://10.0.0.1:80/");
+        CHECK(proto::make_url(endpoint::tcp("0::", 80), "/") == "http://[0::]:80/");
     }
 
     TEST_CASE("URL: make_url and percent coding") {

@@ -1,6 +1,7 @@
 #include <udshttp/proto/url.hpp>
 
 #include <boost/url/encode.hpp>
+#include <boost/url/ipv4_address.hpp>
 #include <boost/url/parse.hpp>
 #include <boost/url/pct_string_view.hpp>
 #include <boost/url/rfc/unreserved_chars.hpp>
@@ -76,6 +77,20 @@ result<url> parse_http_url(std::string_view text, const boost::urls::url_view& u
         };
         if (!std::all_of(decoded->begin(), decoded->end(), name_char))
             return invalid(text, "host '" + *decoded + "' is not a host name");
+        // A name's last label is never all digits (RFC 3696 2): "1.2.3" or "7.6.8.6.6.6" is
+        // neither a name nor an IPv4 address, and resolvers read some of them as legacy
+        // numeric forms (inet_aton: 1.2.3 is 1.2.0.3). Boost.URL 1.81 also could not read
+        // "7.6.8.6.6.6" back once printed: it takes "7.6.8.6" as IPv4 and leaves ".6.6"
+        // (found by fuzz_url, from "%37.6.8.6.6.6").
+        const auto last = std::string_view(*decoded).substr(
+            decoded->find_last_of('.', decoded->size() > 1 ? decoded->size() - 2 : 0) + 1);
+        const auto label = last.ends_with('.') ? last.substr(0, last.size() - 1) : last;
+        if (!label.empty() && std::all_of(label.begin(), label.end(), [](char c) {
+                return std::isdigit(static_cast<unsigned char>(c));
+            }))
+            return invalid(text, "host '" + *decoded +
+                                     "' is not an IPv4 address, and a host name's last label "
+                                     "cannot be all digits");
         host = std::move(*decoded);
         break;
     }
@@ -151,6 +166,14 @@ std::string make_url(const endpoint& where, std::string_view target) {
         // TCP, and for inherited sockets the best we can do without knowing the address.
         std::string s = where.to_string();
         out = "http://" + (s.starts_with("tcp://") ? s.substr(6) : s);
+        // A host name that starts like an IPv4 address ("7.6.8.6.6.x") is read back by
+        // Boost.URL 1.81 as that address plus a path (found by fuzz/fuzz_url): its leading
+        // digit is written %3X, as for a socket path.
+        const auto& host = where.address;
+        if (where.kind == transport::tcp && !host.empty() && host.front() >= '0' &&
+            host.front() <= '9' && host.find(':') == std::string::npos && // not [IPv6]
+            !boost::urls::parse_ipv4_address(host))
+            out.replace(7, 1, std::string("%3") + host.front());
         break;
     }
     }
