@@ -49,11 +49,10 @@ run_result must(std::vector<std::string> argv, const temp_dir& dir,
 // The options a program's --help names: every --long one, and each short -X that opens an
 // option line ("  -X, --long ..."). Lines that show a curl command are not ours.
 std::set<std::string> help_options(const std::string& program, const temp_dir& dir) {
-    std::istringstream lines(must({program, "--help"}, dir).out);
     std::string help;
-    for (std::string line; std::getline(lines, line);)
+    for (const auto& line : lines_of(must({program, "--help"}, dir).out))
         if (line.find("curl --") == std::string::npos)
-            help += line + "\n";
+            help += "\n" + line;
     std::set<std::string> out;
     const std::regex long_option("--[a-z0-9][a-z0-9.-]*[a-z0-9]");
     for (std::sregex_iterator i(help.begin(), help.end(), long_option), end; i != end; ++i)
@@ -85,13 +84,8 @@ std::set<std::string> complete(const std::string& file, const std::string& funct
         script += "'" + w + "' ";
     script += "); COMP_CWORD=" + std::to_string(words.size() - 1) + "; " + function +
               "; printf '%s\\n' \"${COMPREPLY[@]}\"";
-    const auto out = must({"/bin/bash", "-c", script}, dir).out;
-    std::set<std::string> got;
-    std::istringstream in(out);
-    for (std::string line; std::getline(in, line);)
-        if (!line.empty())
-            got.insert(line);
-    return got;
+    const auto lines = lines_of(must({"/bin/bash", "-c", script}, dir).out);
+    return {lines.begin(), lines.end()};
 }
 
 } // namespace

@@ -103,15 +103,6 @@ exposition read_exposition(const std::string& text) {
     return out;
 }
 
-std::vector<std::string> lines_of(const std::string& text) {
-    std::vector<std::string> out;
-    std::istringstream in(text);
-    for (std::string line; std::getline(in, line);)
-        if (!line.empty())
-            out.push_back(line);
-    return out;
-}
-
 // The udshttp CLI as uid `uid` (root only), exit code and output.
 run_result cli_as(uid_t uid, const std::vector<std::string>& args, const temp_dir& dir) {
     std::vector<std::string> argv{udshttp_path()};

@@ -32,7 +32,6 @@ connection::connection(socket_type& s, proto::peer_info who, std::atomic<std::si
     : socket(s), state(st), opt(st.options), w(wk), guard_(open, wk, s), slot(guard_.slot),
       peer(std::move(who)), read_cap(opt.max_header_bytes + body_buffer_bytes),
       buffer(read_cap, pooled_allocator<char>(wk.read_blocks)) {
-    static_assert(idle_buffer_bytes == 2048, "worker::read_blocks hands out blocks of this size");
     // send_all() tries a plain send first; asynchronous operations work either way.
     boost::system::error_code ignored;
     socket.non_blocking(true, ignored);

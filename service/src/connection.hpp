@@ -100,7 +100,7 @@ public:
     void give_back(std::string& s);
 
     static constexpr std::size_t keep_bytes = 64 * 1024;
-    static constexpr std::size_t idle_buffer_bytes = 2048;
+    static constexpr std::size_t idle_buffer_bytes = read_block_bytes; // the first read
     static constexpr std::size_t body_buffer_bytes = 64 * 1024;
 
     socket_type& socket;
@@ -136,8 +136,8 @@ public:
     // a peer never waits for an answer we hold. False: the connection ends.
     awaitable<bool> flush();
     bool has_gathered() const noexcept { return !gathered_.empty(); }
-    // Before an idle wait: gives back the read buffer's growth and the gathering buffer, so an
-    // idle connection holds only idle_buffer_bytes.
+    // Before an idle wait: gives the (empty) read buffer back to the worker's pool and frees
+    // the gathering buffer.
     void trim_for_idle() noexcept;
 
     // Pipelining: while the next request is already in `buffer`, small answers are gathered

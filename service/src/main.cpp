@@ -44,8 +44,9 @@ void print_endpoint(const udshttp::proto::endpoint& e) {
     }
 }
 
-// One of udshttpd's own lines on stderr: "udshttpd: PREFIXmessage" as text, or the logger's
-// JSON line (so that with --log-format json every line on stderr parses).
+// One of udshttpd's own lines on stderr. As text it keeps the wording these lines always had,
+// "udshttpd: " + prefix + message (prefix "warning: " or none); as JSON it is the logger's line,
+// so that with --log-format json every line on stderr parses.
 void say(udshttp::service::log_format format, udshttp::service::log_level level,
          std::string_view prefix, const std::string& message) {
     if (format == udshttp::service::log_format::json)

@@ -20,7 +20,7 @@ namespace udshttp::service::detail {
 // few blocks instead of allocating one per request. Touched only by the worker's thread.
 class block_pool {
 public:
-    explicit block_pool(std::size_t block) noexcept : block_(block) {}
+    explicit block_pool(std::size_t block) : block_(block) { free_.reserve(max_free); }
     ~block_pool() {
         for (auto* p : free_)
             ::operator delete(p);
@@ -36,14 +36,10 @@ public:
         return p;
     }
     void give(char* p, std::size_t n) noexcept {
-        if (n == block_ && free_.size() < max_free) {
-            try {
-                free_.push_back(p);
-                return;
-            } catch (...) { // no room to keep it: free it
-            }
-        }
-        ::operator delete(p);
+        if (n == block_ && free_.size() < max_free)
+            free_.push_back(p); // reserved: cannot throw
+        else
+            ::operator delete(p);
     }
 
 private:
@@ -64,6 +60,9 @@ template <class T> struct pooled_allocator {
     bool operator==(const pooled_allocator& o) const noexcept { return pool == o.pool; }
 };
 
+// The size of a read block: what a connection reads a request head into first.
+constexpr std::size_t read_block_bytes = 2048;
+
 struct worker {
     // `alone`: this is the only worker. Then everything - accepting included - happens on its
     // thread, and the reactor's per-descriptor locks can go (BOOST_ASIO_CONCURRENCY_HINT_
@@ -83,8 +82,8 @@ struct worker {
     // in fresh pages each time.
     std::vector<std::string> spare_buffers;
     static constexpr std::size_t max_spare_buffers = 4;
-    // Read buffers of connections that have bytes to parse (connection::idle_buffer_bytes).
-    block_pool read_blocks{2048};
+    // Read buffers of connections that have bytes to parse.
+    block_pool read_blocks{read_block_bytes};
     asio::io_context ctx;
     std::thread thread;
 };

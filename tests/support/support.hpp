@@ -40,6 +40,8 @@ private:
 
 // Reads and writes whole files.
 std::string read_file(const std::string& path);
+// The non-empty lines of `text`, without their newlines.
+std::vector<std::string> lines_of(const std::string& text);
 void write_file(const std::string& path, const std::string& content);
 
 // How a child process is started (child::spawn_options).
