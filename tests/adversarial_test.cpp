@@ -605,7 +605,7 @@ TEST_SUITE("adversarial") {
                 break;
             seen.append(buf, static_cast<std::size_t>(n));
         }
-        CHECK(seen.find("access log line(s) dropped: the log was not read fast enough") !=
+        CHECK(seen.find("access or audit log line(s) dropped: the log was not read fast enough") !=
               std::string::npos);
         const auto metrics = body_of(get(d.ep, "/metrics"));
         std::smatch m;

@@ -94,16 +94,17 @@ TEST_SUITE("e2e") {
              it != std::sregex_iterator(); ++it)
             if ((*it)[1] != "--help" && (*it)[1] != "--version")
                 options.push_back((*it)[1]);
-        CHECK(options.size() == 23);
+        CHECK(options.size() == 30);
         for (const auto& option : options) {
             std::string var = "UDSHTTP_";
             for (char c : option.substr(2))
                 var +=
                     c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
             // A value every option refuses: not a number, size, user, mode, level or endpoint.
-            const std::string bad = option == "--access-log" ? "" : "tcp://[";
+            const bool path = option == "--access-log" || option == "--audit-log";
+            const std::string bad = path ? "" : "tcp://[";
             auto r = run({udshttpd_path()}, dir, {.uid = {}, .env = {var + "=" + bad}});
-            if (option == "--access-log") {
+            if (path) {
                 CHECK_MESSAGE(r.code == 2, var);
                 CHECK_MESSAGE(r.err.find(var + ": needs a file path") != std::string::npos, r.err);
                 continue;

@@ -267,13 +267,15 @@ TEST_SUITE("proto") {
         CHECK(http_status(errc::header_fields_too_large) == 431);
         CHECK(code_string(errc::payload_too_large) == "payload_too_large");
         for (int v = static_cast<int>(errc::invalid_endpoint);
-             v <= static_cast<int>(errc::invalid_request); ++v) {
+             v <= static_cast<int>(errc::gateway_timeout); ++v) {
             const auto e = static_cast<errc>(v);
             CAPTURE(v);
             CHECK(errc_from_code_string(code_string(e)) == e);
             CHECK(make_error_code(e).message() != "unknown udshttp error");
         }
         CHECK(errc_from_http_status(503) == errc::service_unavailable);
+        CHECK(errc_from_http_status(502) == errc::bad_gateway);
+        CHECK(errc_from_http_status(504) == errc::gateway_timeout);
         CHECK_FALSE(errc_from_http_status(418));
         CHECK_FALSE(errc_from_code_string("nope"));
         auto e = error::from(errc::no_such_socket, "connect to unix:/x");

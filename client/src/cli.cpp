@@ -168,6 +168,13 @@ std::optional<usage_error> add_header_arg(cli_options& c, std::string_view h) {
 
 boost::system::result<command, usage_error> parse_cli(std::span<const std::string> args) {
     command cmd;
+    if (!args.empty() && args[0] == "rules") {
+        if (args.size() != 3 || args[1] != "suggest")
+            return usage_error{"usage: udshttp rules suggest AUDIT_LOG"};
+        cmd.action = action::rules_suggest;
+        cmd.options.url = args[2]; // the audit log's path
+        return cmd;
+    }
     if (!args.empty() && args[0] == "routes") {
         if (args.size() != 2)
             return usage_error{"usage: udshttp routes URL"};
@@ -617,6 +624,7 @@ std::string_view help_text() noexcept {
        udshttp routes URL
        udshttp events [--json] [--reconnect] URL
        udshttp ws [--binary] [--linger DUR] URL
+       udshttp rules suggest AUDIT_LOG
 
 Send one HTTP/1.1 request over a Unix socket or TCP and print the response body.
 "udshttp routes URL" lists the routes of the udshttp server at URL's endpoint (from its
@@ -631,6 +639,9 @@ or the http forms), sends each line of stdin as a message (--binary: as binary o
 prints each message it receives on its own line, as it arrives. When stdin ends it prints
 the answers still coming until the server has been quiet for --linger (default 1s), then
 closes; it ends earlier when the server closes.
+"udshttp rules suggest AUDIT_LOG" reads a gateway's audit log (JSON lines; "-" is stdin)
+and prints a rules file that allows exactly the method and path pairs each caller was seen
+to make (verdicts allow and learn; denied requests stay denied). Queries are not constrained.
 
 URLs:
   http+unix://%2Frun%2Fapp.sock/hello     socket path, percent-encoded (/ is %2F)

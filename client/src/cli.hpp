@@ -130,7 +130,7 @@ struct cli_options {
     std::string effective_method() const;
 };
 
-enum class action { request, help, version, routes, events, ws };
+enum class action { request, help, version, routes, events, ws, rules_suggest };
 
 struct command {
     cli::action action = action::request;

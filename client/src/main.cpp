@@ -28,7 +28,9 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <map>
 #include <optional>
+#include <set>
 #include <span>
 #include <sstream>
 #include <string>
@@ -192,6 +194,8 @@ int exit_code_for(const udshttp::error& e) {
     case errc::header_fields_too_large:
     case errc::internal_error:
     case errc::service_unavailable:
+    case errc::bad_gateway:
+    case errc::gateway_timeout:
         return http_error; // an error status (udshttp events), as curl -f says it
     default:
         return recv_error;
@@ -428,6 +432,74 @@ private:
 };
 
 } // namespace
+
+// udshttp rules suggest AUDIT_LOG: one rule per caller and method set, listing the paths it
+// was seen to use with exactly those methods, so the rules allow what was seen and no more.
+int suggest_rules(const std::string& path) {
+    std::ifstream file;
+    if (path != "-") {
+        file.open(path);
+        if (!file) {
+            std::cerr << "udshttp: cannot read audit log " << path << ": " << std::strerror(errno)
+                      << '\n';
+            return udshttp::cli::read_error;
+        }
+    }
+    std::istream& in = path == "-" ? std::cin : file;
+    // caller -> path -> methods; a caller is {"uid": N} or {"transport": "tcp"}.
+    std::map<std::string, std::map<std::string, std::set<std::string>>> seen;
+    std::size_t bad = 0, lineno = 0, skipped = 0;
+    for (std::string line; std::getline(in, line);) {
+        ++lineno;
+        if (line.empty())
+            continue;
+        const auto j = nlohmann::json::parse(line, nullptr, false);
+        if (j.is_discarded() || !j.is_object() || !j.contains("caller") || !j.contains("path") ||
+            !j.contains("method") || !j["path"].is_string() || !j["method"].is_string()) {
+            ++bad;
+            continue;
+        }
+        if (j.value("verdict", "") == "deny")
+            continue;
+        const auto p = j["path"].get<std::string>();
+        if (p.find('*') != std::string::npos || !p.starts_with('/')) {
+            ++skipped; // a '*' would be a pattern in a rule
+            continue;
+        }
+        const auto& c = j["caller"];
+        std::string key = c.contains("uid") && c["uid"].is_number_integer()
+                              ? "uid:" + std::to_string(c["uid"].get<std::int64_t>())
+                              : "tcp";
+        seen[key][p].insert(j["method"].get<std::string>());
+    }
+    nlohmann::ordered_json rules = nlohmann::ordered_json::array();
+    for (const auto& [caller, paths] : seen) {
+        std::map<std::set<std::string>, std::vector<std::string>> by_methods;
+        for (const auto& [p, methods] : paths)
+            by_methods[methods].push_back(p);
+        for (const auto& [methods, ps] : by_methods) {
+            nlohmann::ordered_json r;
+            r["name"] = "seen " + std::to_string(rules.size() + 1);
+            if (caller == "tcp")
+                r["transport"] = "tcp";
+            else
+                r["uid"] = {std::stoll(caller.substr(4))};
+            r["methods"] = methods;
+            r["paths"] = ps;
+            rules.push_back(std::move(r));
+        }
+    }
+    nlohmann::ordered_json out;
+    out["rules"] = std::move(rules);
+    std::cout << out.dump(2) << '\n';
+    if (bad > 0)
+        std::cerr << "udshttp: rules suggest: " << bad << " of " << lineno
+                  << " lines were not audit records; ignored\n";
+    if (skipped > 0)
+        std::cerr << "udshttp: rules suggest: " << skipped
+                  << " paths with '*' left out (a rule would read them as a pattern)\n";
+    return udshttp::cli::ok;
+}
 
 // udshttp routes URL: the server's routes, from its OpenAPI document.
 int list_routes(const std::string& url_text) {
@@ -927,6 +999,8 @@ int main(int argc, char** argv) {
         return ok;
     case action::routes:
         return list_routes(command->options.url);
+    case action::rules_suggest:
+        return suggest_rules(command->options.url);
     case action::events:
         return print_events(command->options);
     case action::ws:

@@ -15,7 +15,7 @@ struct error_info {
 };
 
 // The one table: enum <-> stable code string <-> HTTP status <-> human message.
-constexpr std::array<error_info, 24> table{{
+constexpr std::array<error_info, 26> table{{
     {errc::invalid_endpoint, "invalid_endpoint", 400, "invalid endpoint"},
     {errc::invalid_url, "invalid_url", 400, "invalid URL"},
     {errc::unsupported_scheme, "unsupported_scheme", 400, "unsupported URL scheme"},
@@ -44,6 +44,8 @@ constexpr std::array<error_info, 24> table{{
     {errc::io_error, "io_error", 500, "I/O error"},
     {errc::invalid_request, "invalid_request", 400,
      "invalid request (a control byte in the method or a header)"},
+    {errc::bad_gateway, "bad_gateway", 502, "bad gateway"},
+    {errc::gateway_timeout, "gateway_timeout", 504, "gateway timeout"},
 }};
 
 const error_info* find(errc e) noexcept {
@@ -87,8 +89,9 @@ std::optional<errc> errc_from_code_string(std::string_view code) noexcept {
 std::optional<errc> errc_from_http_status(unsigned status) noexcept {
     // Only the answers the server gives map back; 400 is the generic bad_request.
     for (const auto& info : table)
-        if (info.status == status && info.value >= errc::bad_request &&
-            info.value <= errc::service_unavailable)
+        if (info.status == status &&
+            ((info.value >= errc::bad_request && info.value <= errc::service_unavailable) ||
+             info.value >= errc::bad_gateway))
             return info.value;
     return std::nullopt;
 }

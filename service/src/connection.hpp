@@ -14,6 +14,7 @@
 #include <boost/beast/http/string_body.hpp>
 
 #include <atomic>
+#include <memory>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -125,6 +126,8 @@ public:
     // reading the same size again fills nothing.
     std::string whole_in;
     std::string whole_out;
+    // Who is calling, as the gateway's rules see it: read at its first gateway request.
+    std::unique_ptr<caller_identity> caller;
 
     // Sends all of `pieces`: at once when the socket takes them (no suspension, which is the
     // common case for an answer that fits the socket buffer), else the rest asynchronously.

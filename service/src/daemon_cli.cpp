@@ -83,18 +83,36 @@ struct env_option {
     bool boolean = false;
 };
 constexpr env_option env_options[] = {
-    {"--listen", true},      {"--threads"},
-    {"--socket-mode"},       {"--socket-owner"},
-    {"--socket-group"},      {"--max-header-bytes"},
-    {"--max-body-bytes"},    {"--header-timeout"},
-    {"--idle-timeout"},      {"--max-connections"},
-    {"--drain-timeout"},     {"--allow-uid", true},
-    {"--allow-gid", true},   {"--allow-remote", false, true},
-    {"--access-log"},        {"--log-level"},
-    {"--log-format"},        {"--topics"},
-    {"--topic-subscribers"}, {"--topic-message-bytes"},
-    {"--topic-replay"},      {"--topic-queue-bytes"},
+    {"--listen", true},
+    {"--threads"},
+    {"--socket-mode"},
+    {"--socket-owner"},
+    {"--socket-group"},
+    {"--max-header-bytes"},
+    {"--max-body-bytes"},
+    {"--header-timeout"},
+    {"--idle-timeout"},
+    {"--max-connections"},
+    {"--drain-timeout"},
+    {"--allow-uid", true},
+    {"--allow-gid", true},
+    {"--allow-remote", false, true},
+    {"--access-log"},
+    {"--log-level"},
+    {"--log-format"},
+    {"--topics"},
+    {"--topic-subscribers"},
+    {"--topic-message-bytes"},
+    {"--topic-replay"},
+    {"--topic-queue-bytes"},
     {"--heartbeat"},
+    {"--upstream", true},
+    {"--route", true},
+    {"--rules"},
+    {"--peer-headers", false, true},
+    {"--learn", false, true},
+    {"--audit-log"},
+    {"--upstream-timeout"},
 };
 
 std::string env_name(std::string_view flag) {
@@ -210,9 +228,14 @@ boost::system::result<command, usage_error> parse_daemon_args(std::span<const st
                 o.allow_uids.clear();
             else if (flag == "--allow-gid")
                 o.allow_gids.clear();
+            else if (flag == "--upstream")
+                o.gateway.upstreams.clear();
+            else if (flag == "--route")
+                o.gateway.routes.clear();
         }
         const bool no_value = flag == "-h" || flag == "--help" || flag == "-V" ||
-                              flag == "--version" || flag == "--allow-remote";
+                              flag == "--version" || flag == "--allow-remote" ||
+                              flag == "--peer-headers" || flag == "--learn";
         const bool known =
             no_value || std::any_of(std::begin(env_options), std::end(env_options),
                                     [&](const env_option& e) { return e.flag == flag; });
@@ -274,6 +297,38 @@ boost::system::result<command, usage_error> parse_daemon_args(std::span<const st
             if (has_value)
                 return usage_error{"--allow-remote takes no value"};
             o.allow_remote = true;
+        } else if (flag == "--peer-headers" || flag == "--learn") {
+            if (has_value)
+                return usage_error{flag + " takes no value"};
+            (flag == "--learn" ? o.gateway.learn : o.gateway.peer_headers) = true;
+        } else if (flag == "--upstream") {
+            const auto eq = value.find('=');
+            if (eq == std::string::npos || eq == 0)
+                return usage_error{name + ": '" + value + "' is not NAME=ENDPOINT"};
+            auto e = checked(proto::endpoint::parse(value.substr(eq + 1)), name);
+            if (!e)
+                return e.error();
+            if (!e->is_unix() && e->kind != proto::transport::tcp)
+                return usage_error{name + ": an upstream is a socket path, @name or host:port"};
+            o.gateway.upstreams.push_back({value.substr(0, eq), *e});
+        } else if (flag == "--route") {
+            const auto eq = value.rfind('=');
+            if (eq == std::string::npos || eq == 0 || !value.starts_with('/'))
+                return usage_error{name + ": '" + value + "' is not /PREFIX=UPSTREAM"};
+            o.gateway.routes.push_back({value.substr(0, eq), value.substr(eq + 1)});
+        } else if (flag == "--rules") {
+            auto rules = gateway_rules::load(value);
+            if (!rules)
+                return usage_error{name + ": " + rules.error().message};
+            o.gateway.rules = std::move(*rules);
+        } else if (flag == "--audit-log") {
+            o.gateway.audit_log = value;
+            if (value.empty())
+                return usage_error{name + ": needs a file path or -"};
+        } else if (flag == "--upstream-timeout") {
+            assign(o.gateway.upstream_timeout, proto::parse_duration(value));
+            if (!bad && o.gateway.upstream_timeout.count() == 0)
+                return usage_error{name + ": must be more than 0"};
         } else if (flag == "--drain-timeout") {
             assign(o.drain_timeout, proto::parse_duration(value));
         } else if (flag == "--access-log") {
@@ -339,6 +394,25 @@ boost::system::result<command, usage_error> parse_daemon_args(std::span<const st
                                              "the JSON on stderr; give --access-log a file"};
         o.log_format = log_format::json;
     }
+    // The gateway: one upstream and no route forwards everything to it; every route names an
+    // upstream given; rules, audit and learn need something to route.
+    auto& gw = o.gateway;
+    if (gw.routes.empty() && gw.upstreams.size() == 1)
+        gw.routes.push_back({"/", gw.upstreams.front().name});
+    for (const auto& r : gw.routes)
+        if (std::none_of(gw.upstreams.begin(), gw.upstreams.end(),
+                         [&](const auto& u) { return u.name == r.upstream; }))
+            return usage_error{"--route " + r.prefix + "=" + r.upstream + ": no --upstream " +
+                               r.upstream + "=ENDPOINT"};
+    if (gw.routes.empty() && !gw.upstreams.empty())
+        return usage_error{"--upstream: with several upstreams, give --route /PREFIX=NAME"};
+    if (gw.routes.empty() && (gw.rules || gw.learn || !gw.audit_log.empty()))
+        return usage_error{std::string(gw.rules   ? "--rules"
+                                       : gw.learn ? "--learn"
+                                                  : "--audit-log") +
+                           " applies to the gateway: give --upstream NAME=ENDPOINT"};
+    if (gw.learn && !gw.rules)
+        return usage_error{"--learn needs --rules (it logs what the rules would refuse)"};
     // An abstract socket has no file: a mode, owner or group would protect nothing, and a
     // user who set one would believe it does.
     o.listen.assign(listen.begin(), listen.end());
@@ -392,6 +466,19 @@ Options:
       --heartbeat DUR          heartbeat of a quiet /topics or /events stream (default 15s)
   -h, --help                   this text
   -V, --version                print the version
+
+Gateway (forward requests to another local API; see "udshttpd as a gateway" in the README):
+      --upstream NAME=ENDPOINT an upstream: socket path, @name or host:port (repeatable)
+      --route /PREFIX=NAME     requests under PREFIX go to upstream NAME (repeatable;
+                               longest prefix wins; one upstream and no route: all of them)
+      --rules FILE             JSON rules by caller uid/gid/exe/cgroup, method, path, query
+                               and body size; first match decides, no match is 403. Without
+                               it every routed request is forwarded
+      --peer-headers           tell the upstream who called: X-Udshttp-Peer-Uid/-Gid/-Pid
+                               (Unix), Forwarded and X-Forwarded-For (TCP)
+      --audit-log FILE|-       one JSON line per decision: caller, method, path, rule, verdict
+      --learn                  forward everything; audit what the rules would refuse
+      --upstream-timeout DUR   connect and response-head deadline, else 504 (default 30s)
 
 SIZE is bytes, or a number with KiB, MiB or GiB (64KiB; KB, MB and GB mean the same);
 DUR is seconds, or a number with ms, s, m or h (500ms, 10s, 2m). --max-connections,

@@ -57,8 +57,10 @@ void write_all(int fd, const std::string& line) {
     }
 }
 
+} // namespace
+
 // RFC 3339 UTC with milliseconds: 2026-11-22T18:20:01.123Z
-std::string timestamp() {
+std::string log_timestamp() {
     const auto now = std::chrono::system_clock::now();
     const auto t = std::chrono::system_clock::to_time_t(now);
     const auto ms =
@@ -71,6 +73,12 @@ std::string timestamp() {
     char out[40];
     std::snprintf(out, sizeof out, "%.*s.%03dZ", static_cast<int>(len), buf, static_cast<int>(ms));
     return out;
+}
+
+namespace {
+
+std::string timestamp() {
+    return log_timestamp();
 }
 
 int open_access_log(const std::string& path) {
@@ -106,6 +114,10 @@ logger::~logger() {
         ::close(access_fd_);
     if (reopened_fd_ >= 0)
         ::close(reopened_fd_);
+    if (own_audit_fd_ && audit_fd_ >= 0)
+        ::close(audit_fd_);
+    if (reopened_audit_fd_ >= 0)
+        ::close(reopened_audit_fd_);
 }
 
 void logger::open(const server_options& options) {
@@ -127,21 +139,44 @@ void logger::open(const server_options& options) {
         }
         access_on_ = true;
     }
+    if (const auto& audit = options.gateway.audit_log; !audit.empty()) {
+        if (audit == "-") {
+            audit_fd_ = STDERR_FILENO;
+        } else {
+            const int fd = open_access_log(audit);
+            if (fd < 0) {
+                const boost::system::error_code ec(errno, boost::system::system_category());
+                throw startup_error(ec, "cannot open audit log " + audit + ": " + ec.message());
+            }
+            audit_fd_ = fd;
+            own_audit_fd_ = true;
+            audit_path_ = audit;
+        }
+        audit_on_ = true;
+    }
     writer_ = std::thread([this] { writer_loop(); });
 }
 
 std::string logger::reopen() {
-    if (access_path_.empty())
-        return {};
-    const int fd = open_access_log(access_path_);
-    if (fd < 0)
-        return "cannot reopen access log " + access_path_ + ": " + std::strerror(errno);
-    std::lock_guard lock(mutex_);
-    if (reopened_fd_ >= 0)
-        ::close(reopened_fd_);
-    reopened_fd_ = fd;
-    wake_.notify_all();
-    return {};
+    std::string failed;
+    const auto again = [&](const std::string& path, int& slot, std::string_view what) {
+        if (path.empty())
+            return;
+        const int fd = open_access_log(path);
+        if (fd < 0) {
+            failed += (failed.empty() ? "" : "; ") + std::string("cannot reopen ") +
+                      std::string(what) + " " + path + ": " + std::strerror(errno);
+            return;
+        }
+        std::lock_guard lock(mutex_);
+        if (slot >= 0)
+            ::close(slot);
+        slot = fd;
+        wake_.notify_all();
+    };
+    again(access_path_, reopened_fd_, "access log");
+    again(audit_path_, reopened_audit_fd_, "audit log");
+    return failed;
 }
 
 void logger::flush() {
@@ -150,18 +185,24 @@ void logger::flush() {
         return;
     flushing_ = true;
     wake_.notify_one();
-    written_.wait(lock, [this] { return err_.text.empty() && acc_.text.empty() && !writing_; });
+    written_.wait(lock, [this] {
+        return err_.text.empty() && acc_.text.empty() && aud_.text.empty() && !writing_;
+    });
     flushing_ = false;
 }
 
-void logger::push(bool access, std::string line) {
+void logger::push(sink to, std::string line) {
+    const bool access = to != sink::err; // access and audit lines are batched alike
     {
         std::lock_guard lock(mutex_);
-        auto& q = access ? acc_ : err_;
+        auto& q = to == sink::access ? acc_ : to == sink::audit ? aud_ : err_;
         if (!writer_.joinable() || stopping_) {
             // Not started (a server that never started) or shutting down: write directly.
             line += '\n';
-            write_all(access ? access_fd_ : STDERR_FILENO, line);
+            write_all(to == sink::access  ? access_fd_
+                      : to == sink::audit ? audit_fd_
+                                          : STDERR_FILENO,
+                      line);
             return;
         }
         if (q.text.size() + line.size() + 1 > log_queue_bytes) {
@@ -185,14 +226,16 @@ void logger::push(bool access, std::string line) {
 void logger::writer_loop() {
     // The writer's side of each queue: swapped with the queue's text under the lock, written
     // out (one write for a whole batch) outside it, and handed back with its capacity kept.
-    std::string err_text, acc_text;
+    std::string err_text, acc_text, aud_text;
     std::unique_lock lock(mutex_);
     for (;;) {
         const auto urgent = [this] {
             return stopping_ || !err_.text.empty() || reopened_fd_ >= 0 ||
-                   acc_.text.size() >= access_batch_bytes || (flushing_ && !acc_.text.empty());
+                   reopened_audit_fd_ >= 0 || acc_.text.size() >= access_batch_bytes ||
+                   aud_.text.size() >= access_batch_bytes ||
+                   (flushing_ && (!acc_.text.empty() || !aud_.text.empty()));
         };
-        wake_.wait(lock, [&] { return urgent() || !acc_.text.empty(); });
+        wake_.wait(lock, [&] { return urgent() || !acc_.text.empty() || !aud_.text.empty(); });
         // Access lines alone are not urgent: gather them for a moment, so that a busy server
         // costs the writer one wake-up and one write per batch, not one per request.
         if (!urgent())
@@ -203,29 +246,40 @@ void logger::writer_loop() {
             access_fd_ = std::exchange(reopened_fd_, -1);
             own_access_fd_ = true;
         }
+        if (reopened_audit_fd_ >= 0) {
+            if (own_audit_fd_)
+                ::close(audit_fd_);
+            audit_fd_ = std::exchange(reopened_audit_fd_, -1);
+            own_audit_fd_ = true;
+        }
         err_text.swap(err_.text);
         acc_text.swap(acc_.text);
+        aud_text.swap(aud_.text);
         const auto err_dropped = std::exchange(err_.dropped, 0);
-        const auto acc_dropped = std::exchange(acc_.dropped, 0);
+        const auto acc_dropped = std::exchange(acc_.dropped, 0) + std::exchange(aud_.dropped, 0);
         const bool done = stopping_;
         const int afd = access_fd_;
+        const int udf = audit_fd_;
         writing_ = true;
         lock.unlock();
         if (err_dropped + acc_dropped > 0)
-            err_text += diagnostic(format_, log_level::warn,
-                                   std::to_string(err_dropped) + " diagnostic and " +
-                                       std::to_string(acc_dropped) +
-                                       " access log line(s) dropped: the log was not read fast "
-                                       "enough") +
-                        '\n';
+            err_text +=
+                diagnostic(format_, log_level::warn,
+                           std::to_string(err_dropped) + " diagnostic and " +
+                               std::to_string(acc_dropped) +
+                               " access or audit log line(s) dropped: the log was not read fast "
+                               "enough") +
+                '\n';
         write_all(STDERR_FILENO, err_text);
         write_all(afd, acc_text);
+        write_all(udf, aud_text);
         err_text.clear();
         acc_text.clear();
+        aud_text.clear();
         lock.lock();
         writing_ = false;
         written_.notify_all();
-        if (done && err_.text.empty() && acc_.text.empty())
+        if (done && err_.text.empty() && acc_.text.empty() && aud_.text.empty())
             return;
     }
 }
@@ -233,7 +287,7 @@ void logger::writer_loop() {
 void logger::log(log_level level, std::string_view message) {
     if (!enabled(level))
         return;
-    push(false, diagnostic(format_, level, message));
+    push(sink::err, diagnostic(format_, level, message));
 }
 
 void logger::peer_log(log_level level, std::string_view message) {
@@ -256,12 +310,12 @@ void logger::peer_log(log_level level, std::string_view message) {
         suppressed = std::exchange(suppressed_, 0);
     }
     if (suppressed == 0) {
-        push(false, diagnostic(format_, level, message));
+        push(sink::err, diagnostic(format_, level, message));
         return;
     }
     std::string text(message);
     text += " (" + std::to_string(suppressed) + " similar line(s) suppressed before this one)";
-    push(false, diagnostic(format_, level, text));
+    push(sink::err, diagnostic(format_, level, text));
 }
 
 std::string access_json(const access_record& r) {
@@ -289,10 +343,16 @@ std::string access_json(const access_record& r) {
     return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+void logger::audit(std::string line) {
+    if (!audit_on_)
+        return;
+    push(sink::audit, std::move(line));
+}
+
 void logger::access(std::string line) {
     if (!access_on_)
         return;
-    push(true, std::move(line));
+    push(sink::access, std::move(line));
 }
 
 } // namespace detail

@@ -46,6 +46,9 @@ using proto::quote;
 // that with --log-format json every line on stderr parses.
 std::string diagnostic(log_format format, log_level level, std::string_view message);
 
+// RFC 3339 UTC with milliseconds, as every log line carries it: 2026-11-22T18:20:01.123Z
+std::string log_timestamp();
+
 // One access-log line (without its newline): JSON with the time, the peer, the method, the
 // target (cut at access_target_bytes), the status, the bytes and the duration.
 std::string access_json(const access_record& r);
@@ -92,6 +95,10 @@ public:
     // it to /events).
     void access(std::string line);
 
+    bool audit_enabled() const noexcept { return audit_on_; }
+    // Writes one gateway audit line (JSON, made by the caller) to --audit-log.
+    void audit(std::string line);
+
     // Lines dropped so far because a queue was full, and peer lines suppressed by the budget.
     std::uint64_t dropped() const noexcept { return dropped_.load(std::memory_order_relaxed); }
     std::uint64_t suppressed() const noexcept {
@@ -103,7 +110,8 @@ private:
         std::string text;          // whole lines, each ending in '\n', written in one go
         std::uint64_t dropped = 0; // since the last report
     };
-    void push(bool access, std::string line);
+    enum class sink { err, access, audit };
+    void push(sink to, std::string line);
     void writer_loop();
 
     log_level level_ = log_level::info;
@@ -113,13 +121,18 @@ private:
     int access_fd_ = -1;      // the writer's; changed by the writer only
     bool own_access_fd_ = false;
     int reopened_fd_ = -1; // from reopen(), for the writer to take over (under mutex_)
+    bool audit_on_ = false;
+    std::string audit_path_;
+    int audit_fd_ = -1;
+    bool own_audit_fd_ = false;
+    int reopened_audit_fd_ = -1;
 
     std::mutex mutex_;
     std::condition_variable wake_;
     std::condition_variable written_; // the writer finished a round (for flush())
     bool writing_ = false;            // the writer holds lines it has not written yet
     bool flushing_ = false;
-    queue err_, acc_;
+    queue err_, acc_, aud_;
     bool stopping_ = false;
     std::thread writer_;
     std::atomic<std::uint64_t> dropped_{0};

@@ -127,6 +127,35 @@ std::string metrics_text(const server_state& s) {
             out << "udshttp_topic_subscribers_cut_total{topic=\"" << t.name << "\"} " << t.cut
                 << '\n';
     }
+    if (s.gateway) {
+        // Upstream names are [A-Za-z0-9._-] (gateway_state checks): safe as labels.
+        const auto sum = [&](std::size_t column) {
+            std::uint64_t n = 0;
+            for (const auto& w : s.workers)
+                n += w->stats.gateway[column].get();
+            return n;
+        };
+        const auto& ups = s.gateway->upstreams;
+        constexpr auto cols = worker_stats::upstream_columns;
+        metric(out, "udshttp_gateway_requests_total", "counter",
+               "Requests the gateway routed, by upstream.");
+        for (std::size_t u = 0; u < ups.size(); ++u)
+            out << "udshttp_gateway_requests_total{upstream=\"" << ups[u].name << "\"} "
+                << sum(u * cols) << '\n';
+        metric(out, "udshttp_gateway_upstream_errors_total", "counter",
+               "Upstream failures (connect, timeout, bad_answer), by upstream.");
+        static constexpr const char* kinds[] = {"connect", "timeout", "bad_answer"};
+        for (std::size_t u = 0; u < ups.size(); ++u)
+            for (std::size_t k = 0; k < 3; ++k)
+                out << "udshttp_gateway_upstream_errors_total{upstream=\"" << ups[u].name
+                    << "\",kind=\"" << kinds[k] << "\"} " << sum(u * cols + 1 + k) << '\n';
+        metric(out, "udshttp_gateway_verdicts_total", "counter",
+               "Rule decisions: allow, deny, learn (denied by the rules, allowed by --learn).");
+        static constexpr const char* verdicts[] = {"allow", "deny", "learn"};
+        for (std::size_t v = 0; v < 3; ++v)
+            out << "udshttp_gateway_verdicts_total{verdict=\"" << verdicts[v] << "\"} "
+                << sum(ups.size() * cols + v) << '\n';
+    }
     metric(out, "udshttp_uptime_seconds", "gauge", "Seconds since the server started.");
     out << "udshttp_uptime_seconds " << uptime_seconds(s) << '\n';
     metric(out, "udshttp_info", "gauge", "Version of the server.");

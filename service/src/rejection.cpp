@@ -53,6 +53,11 @@ std::optional<refusal> check_head(const request_parser& parser, const server_opt
     if (msg.count(http::field::transfer_encoding) != 0 && !parser.chunked())
         return malformed("Transfer-Encoding '" + proto::quote(msg[http::field::transfer_encoding]) +
                          "' does not end in chunked");
+    // RFC 9112 6.3: Content-Length and Transfer-Encoding together is how requests are
+    // smuggled past a filter (CVE-2024-41110 used Content-Length: 0 with a chunked body): 400.
+    if (msg.count(http::field::transfer_encoding) != 0 &&
+        msg.count(http::field::content_length) != 0)
+        return malformed("both Content-Length and Transfer-Encoding");
     // RFC 9112 3.2: 400 for a 1.1 request without Host, for more than one Host field line,
     // and for a Host that is not uri-host [":" port].
     const auto hosts = msg.count(http::field::host);

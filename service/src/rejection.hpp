@@ -26,6 +26,9 @@ enum class rejection : unsigned {
     header_too_large, // the head is over --max-header-bytes
     body_too_large,   // the body is over --max-body-bytes
     header_timeout,   // the head did not arrive within --header-timeout
+    gateway_denied,   // the gateway's rules refused the request
+    upstream_failed,  // the gateway's upstream is down or answered badly (502)
+    upstream_timeout, // the gateway's upstream did not answer in time (504)
     count_
 };
 
@@ -40,6 +43,9 @@ constexpr rejection_row rejections[] = {
     {errc::header_fields_too_large, "header_too_large"},
     {errc::payload_too_large, "body_too_large"},
     {errc::request_timeout, "header_timeout"},
+    {errc::forbidden, "gateway_denied"},
+    {errc::bad_gateway, "upstream_failed"},
+    {errc::gateway_timeout, "upstream_timeout"},
 };
 static_assert(std::size(rejections) == std::size_t(rejection::count_));
 

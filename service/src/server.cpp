@@ -98,9 +98,15 @@ void server::start() {
     if (state.options.builtin_routes)
         detail::add_builtin_routes(state);
 
-    for (unsigned i = 0; i < state.options.threads; ++i)
+    if (state.options.gateway.enabled())
+        state.gateway = std::make_unique<detail::gateway_state>(state.options.gateway);
+    const std::size_t upstreams = state.gateway ? state.gateway->upstreams.size() : 0;
+    for (unsigned i = 0; i < state.options.threads; ++i) {
         state.workers.push_back(
             std::make_unique<detail::worker>(state.routes.size(), state.options.threads == 1));
+        state.workers.back()->stats.size_gateway(upstreams);
+        state.workers.back()->upstream_idle.resize(upstreams);
+    }
     try {
         for (const auto& where : wanted)
             for (const auto& e : detail::expand_inherited(where))

@@ -3,6 +3,7 @@
 // What the listeners, sessions and built-in routes of one server share. Written during start(),
 // read-only afterwards, except the atomics.
 
+#include "gateway.hpp"
 #include "log.hpp"
 #include "topic_hub.hpp"
 #include "worker.hpp"
@@ -25,6 +26,7 @@ struct server_state {
     std::atomic<bool> stopping{false};
     std::atomic<std::size_t> streams_drained{0}; // response streams the drain ended
     std::unique_ptr<topic_hub> hub;              // with the built-in routes
+    std::unique_ptr<gateway_state> gateway;      // with gateway routes
     logger log;
 
     // Sums one counter over all workers (for /metrics and /healthz).

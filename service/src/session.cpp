@@ -1,6 +1,7 @@
 #include "session.hpp"
 
 #include "async_route.hpp"
+#include "gateway.hpp"
 #include "stream_route.hpp"
 #include "upgrade_route.hpp"
 
@@ -82,6 +83,28 @@ awaitable<session::step> session::serve_request() {
     }
     auto& msg = parser.get();
     keep_alive_ = parser.keep_alive();
+    // The gateway's routes come first; a path no gateway route covers is the local router's.
+    if (c_.state.gateway) {
+        auto target = normalize_path(msg.target());
+        if (!target) {
+            // Named first: GCC 12 destroys a braced temporary in a co_await expression twice.
+            refusal why{rejection::malformed, target.error().message};
+            co_await c_.refuse(std::move(why), &msg, start);
+            co_return step::close;
+        }
+        if (const auto up = c_.state.gateway->route(target->path)) {
+            if (c_.has_gathered() && !co_await c_.flush())
+                co_return step::close;
+            switch (co_await serve_gateway(c_, parser, *target, *up, keep_alive_, start)) {
+            case gateway_end::next:
+                co_return step::next;
+            case gateway_end::close:
+                co_return step::close;
+            case gateway_end::gone:
+                co_return step::gone;
+            }
+        }
+    }
     const auto match = c_.state.routes.resolve(msg.method(), msg.target());
 
     // No handler will read the body of a request that gets 404, 405 or 400 for its path:

@@ -52,6 +52,20 @@ struct alignas(64) worker_stats {
     counter latency_sum_ns;
     std::unique_ptr<counter[]> by_route_status; // (routes + 1) x status_columns
     std::size_t route_rows = 0;
+    // The gateway's: per upstream, upstream_counter::n_ columns; then the verdicts.
+    std::unique_ptr<counter[]> gateway;
+    std::size_t upstreams = 0;
+    static constexpr std::size_t upstream_columns = 4, verdicts = 3;
+    void size_gateway(std::size_t n) {
+        upstreams = n;
+        gateway = std::make_unique<counter[]>(n * upstream_columns + verdicts);
+    }
+    template <class Kind> void count_upstream(std::size_t up, Kind k) noexcept {
+        gateway[up * upstream_columns + std::size_t(k)].add();
+    }
+    template <class Kind> void count_verdict(Kind k) noexcept {
+        gateway[upstreams * upstream_columns + std::size_t(k)].add();
+    }
 
     explicit worker_stats(std::size_t routes)
         : by_route_status(std::make_unique<counter[]>((routes + 1) * status_columns)),

@@ -85,6 +85,8 @@ struct worker {
     // Read buffers of connections that have bytes to parse.
     block_pool read_blocks{read_block_bytes};
     asio::io_context ctx;
+    // Idle upstream connections of the gateway, per upstream (after ctx: they go first).
+    std::vector<std::vector<socket_type>> upstream_idle;
     std::thread thread;
 };
 

@@ -34,7 +34,9 @@ TEST_SUITE("internal") {
         const std::pair<rejection, unsigned> expected[] = {
             {rejection::max_connections, 503}, {rejection::forbidden, 403},
             {rejection::malformed, 400},       {rejection::header_too_large, 431},
-            {rejection::body_too_large, 413},  {rejection::header_timeout, 408}};
+            {rejection::body_too_large, 413},  {rejection::header_timeout, 408},
+            {rejection::gateway_denied, 403},  {rejection::upstream_failed, 502},
+            {rejection::upstream_timeout, 504}};
         std::set<std::string_view> labels;
         for (const auto& [r, status] : expected) {
             CHECK(http_status(row(r).error) == status);

@@ -45,6 +45,8 @@ enum class errc {
 
     // Appended later.
     invalid_request, ///< a method, header name or value the client refuses to send (CR, LF...)
+    bad_gateway,     ///< 502: the gateway's upstream is down or answered with broken HTTP
+    gateway_timeout, ///< 504: the gateway's upstream did not answer in time
 };
 
 /// The error category of udshttp::errc ("udshttp").

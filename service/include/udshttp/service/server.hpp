@@ -13,6 +13,7 @@
 ///     srv.wait();    // until stop() (for example from a signal handler thread)
 
 #include <udshttp/proto/endpoint.hpp>
+#include <udshttp/service/gateway.hpp>
 #include <udshttp/service/router.hpp>
 
 #include <chrono>
@@ -128,6 +129,8 @@ struct server_options {
     bool builtin_routes = false;
     /// The topic hub's limits (with builtin_routes).
     hub_limits hub{};
+    /// Forward requests under route prefixes to upstreams, filtered by rules (gateway.hpp).
+    gateway_options gateway{};
 };
 
 /// The server.
