@@ -682,3 +682,99 @@ TEST_SUITE("gateway") {
         CHECK(code({"http://localhost/hello"}, 0) == "200");
     }
 }
+
+TEST_SUITE("gateway") {
+    TEST_CASE("gateway: WebSocket through it with python websockets - over a Unix socket and "
+              "from loopback TCP to a Unix-socket upstream") {
+        if (!require_python_module("websockets", "python3-websockets"))
+            return;
+        daemon_fixture up(false, {"--max-body-bytes", "128KiB"});
+        daemon_fixture gw(true, {"--upstream", "api=" + up.socket_path()});
+        const auto r =
+            run({"/usr/bin/python3", peers_dir() + "/websockets_client.py", gw.socket_path(),
+                 std::to_string(gw.tcp_port), std::to_string(128 * 1024)},
+                gw.dir);
+        INFO("websockets said: " << r.out << r.err);
+        CHECK(r.code == 0);
+        CHECK(r.out.find("checks passed") != std::string::npos);
+    }
+
+    TEST_CASE("gateway: TCP callers get Forwarded and X-Forwarded-For - an abstract-socket "
+              "upstream") {
+        temp_dir dir;
+        const auto name = "udshttp-gw-test-" + std::to_string(::getpid());
+        child up({udshttpd_path(), "--listen", "@" + name}, dir);
+        REQUIRE(up.wait_for_output("listening on"));
+        daemon_fixture gw(true, {"--upstream", "api=@" + name, "--peer-headers"});
+        auto r = run({"curl", "-sS", "-H", "X-Forwarded-For: 10.9.9.9", "-H",
+                      "Forwarded: for=10.9.9.9", gw.tcp_url("/echo")},
+                     dir);
+        const auto echo = nlohmann::json::parse(r.out, nullptr, false);
+        REQUIRE_MESSAGE(echo.is_object(), r.out << r.err);
+        std::vector<std::string> forwarded, xff;
+        for (const auto& h : echo["headers"]) {
+            if (h[0] == "Forwarded")
+                forwarded.push_back(h[1]);
+            if (h[0] == "X-Forwarded-For")
+                xff.push_back(h[1]);
+        }
+        REQUIRE(forwarded.size() == 1);
+        CHECK(forwarded[0].starts_with("for=\"127.0.0.1:"));
+        CHECK(xff == std::vector<std::string>{"127.0.0.1"});
+        CHECK(echo["target"] == "/echo");
+    }
+
+    TEST_CASE("gateway from the library: server_options::gateway in an embedding program") {
+        temp_dir dir;
+        daemon_fixture up;
+        service::server_options o;
+        o.listen = {dir.file("lib.sock")};
+        o.gateway.upstreams = {{"api", proto::endpoint::unix_path(up.socket_path())}};
+        o.gateway.routes = {{"/api", "api"}, {"/hello", "api"}};
+        o.gateway.rules = gateway_rules::parse(
+                              R"({"rules":[{"methods":["GET"],"paths":["/hello/**"]}]})", "inline")
+                              .value();
+        service::server srv(o);
+        srv.routes().get("/own", [](const service::request&, service::response& res) {
+            service::set_text(res, "mine");
+        });
+        srv.start();
+        const auto url = [&](const std::string& t) { return srv.url(t); };
+        CHECK(run({udshttp_path(), "-sS", url("/hello/lib")}, dir).out == "Hello lib");
+        CHECK(run({udshttp_path(), "-sS", "-o", "/dev/null", "-w", "%{http_code}", url("/api/x")},
+                  dir)
+                  .out == "403");
+        CHECK(run({udshttp_path(), "-sS", url("/own")}, dir).out == "mine"); // not routed
+        srv.stop();
+    }
+
+    TEST_CASE("gateway bounds: a caller that does not read a large answer holds the gateway to "
+              "its copy buffers - and is cut after --idle-timeout") {
+        if (!require_python_module("aiohttp", "python3-aiohttp"))
+            return;
+        temp_dir dir;
+        child up({"/usr/bin/python3", peers_dir() + "/aiohttp_server.py", dir.file("aio.sock")},
+                 dir);
+        REQUIRE(eventually([&] { return std::filesystem::exists(dir.file("aio.sock")); }));
+        auto gw =
+            gateway(dir, {"--upstream", "aio=" + dir.file("aio.sock"), "--idle-timeout", "1s"});
+        const auto before = vm_hwm_kb(gw->pid());
+        std::vector<std::unique_ptr<raw_socket>> readers;
+        for (int i = 0; i < 8; ++i) {
+            readers.push_back(std::make_unique<raw_socket>(gw_endpoint(dir), 10s));
+            // 256 MiB each, never read.
+            REQUIRE(readers.back()->send("GET /stream?n=268435456 HTTP/1.1\r\nHost: x\r\n\r\n"));
+        }
+        std::this_thread::sleep_for(600ms);
+        const auto during = vm_hwm_kb(gw->pid());
+        MESSAGE("gateway peak RSS " << before << " KiB before, " << during
+                                    << " KiB with 8 stalled 256 MiB answers");
+        CHECK(during < before + 16 * 1024); // copy buffers, not the answers
+        // The write-stall deadline: a caller that takes nothing for the idle timeout is cut.
+        std::this_thread::sleep_for(1500ms);
+        std::string got = readers.front()->read_all();
+        CHECK(got.starts_with("HTTP/1.1 200"));
+        CHECK(got.size() < (64u << 20));
+        CHECK(curl(dir, {"http://localhost/hello"}).out == "Hello from aiohttp");
+    }
+}

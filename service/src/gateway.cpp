@@ -468,6 +468,13 @@ awaitable<> pump_body(exchange& x, stream_parser* parser) {
     }
 }
 
+// The response is over: ends the watch on the caller (its wait), or a body the upstream
+// answered before reading whole (the rest is never read; the connection closes).
+void wake_watch(exchange& x) noexcept {
+    boost::system::error_code ignored;
+    x.c.socket.cancel(ignored);
+}
+
 // The response, upstream to caller.
 awaitable<> relay_response(exchange& x, const http::request_header<>& req, bool asked_upgrade) {
     std::optional<http::response_parser<http::buffer_body>> rp;
@@ -575,6 +582,7 @@ awaitable<> relay_response(exchange& x, const http::request_header<>& req, bool 
     if (x.status == 101) {
         x.upgraded = true;
         x.response_done = true;
+        wake_watch(x);
         co_return;
     }
     std::vector<char> out(bodyless ? 0 : copy_bytes);
@@ -616,15 +624,7 @@ awaitable<> relay_response(exchange& x, const http::request_header<>& req, bool 
     x.response_done = true;
     // The upstream connection goes back to the pool if the exchange ends cleanly.
     x.reusable = rp->keep_alive() && x.ubuf.size() == 0;
-    // Wake the watch on the caller.
-    if (!x.body_done) {
-        // The upstream answered before the body was sent whole: the rest is never read.
-        boost::system::error_code ignored;
-        x.c.socket.cancel(ignored);
-    } else {
-        boost::system::error_code ignored;
-        x.c.socket.cancel(ignored); // ends the watch's wait, if one is pending
-    }
+    wake_watch(x);
 }
 
 // One direction of a tunnel: `prefix` first, then what `from` sends, until its EOF, which is
