@@ -153,6 +153,16 @@ std::string_view sv(beast::string_view s) {
     return {s.data(), s.size()};
 }
 
+// A 64 KiB copy buffer from the worker's pool (no allocation, no zeroing per exchange).
+struct copy_block {
+    block_pool& pool;
+    char* data;
+    explicit copy_block(block_pool& p) : pool(p), data(p.take(copy_bytes)) {}
+    ~copy_block() { pool.give(data, copy_bytes); }
+    copy_block(const copy_block&) = delete;
+    copy_block& operator=(const copy_block&) = delete;
+};
+
 // Tracks operations that share one deadline slot: the latest arm holds while any is pending.
 struct deadline_use {
     connection_slot& slot;
@@ -192,13 +202,20 @@ look look_at(int fd, bool unix_peer) {
 class exchange final : public drain_listener {
 public:
     exchange(connection& conn, gateway_state& gw, std::size_t up)
-        : c(conn), g(gw), u(g.upstreams[up]), index(up), upstream(conn.socket.get_executor()),
-          ubuf(upstream_head_bytes + copy_bytes) {
+        : c(conn), g(gw), u(g.upstreams[up]), index(up), upstream(conn.socket.get_executor()) {
+        if (auto& spare = c.w.spare_head_buffers; !spare.empty()) {
+            ubuf = std::move(spare.back());
+            spare.pop_back();
+        }
+        ubuf.max_size(upstream_head_bytes + copy_bytes);
         uslot.socket = &upstream;
         c.w.connections.add(uslot);
         c.slot.on_drain = this;
     }
     ~exchange() {
+        ubuf.clear();
+        if (auto& spare = c.w.spare_head_buffers; spare.size() < 8)
+            spare.push_back(std::move(ubuf));
         c.slot.on_drain = nullptr;
         c.w.connections.remove(uslot);
     }
@@ -402,12 +419,15 @@ awaitable<bool> write_client(exchange& x, std::span<const asio::const_buffer> pi
     co_return !ec && !x.c.slot.timed_out;
 }
 
+awaitable<> watch_caller(exchange& x);
+
 // The request body, caller to upstream, re-framed as it was declared (Content-Length as is,
 // chunked as fresh chunks: extensions and trailers are not forwarded). Then, while the
 // response is relayed, a watch on the caller: one that goes away cuts the exchange.
 awaitable<> pump_body(exchange& x, stream_parser* parser) {
     if (parser) {
-        std::vector<char> in(copy_bytes);
+        copy_block block(x.c.w.copy_blocks);
+        const std::span<char> in(block.data, copy_bytes);
         const bool chunked = parser->chunked();
         while (!x.failed && !x.response_done && !parser->is_done()) {
             parser->get().body().data = in.data();
@@ -449,8 +469,14 @@ awaitable<> pump_body(exchange& x, stream_parser* parser) {
         }
     }
     x.body_done = true;
-    // The watch: a wait, not a read, so a pipelined request stays in the socket for the
-    // session. Asio's waits are edge-triggered, so each look comes before its wait.
+    co_await watch_caller(x);
+}
+
+// While a response streams: a caller that goes away cuts the exchange (else a quiet stream
+// would hold the upstream connection until its next byte). A wait, not a read, so a pipelined
+// request stays in the socket for the session; Asio's waits are edge-triggered, so each look
+// comes before its wait. Ends when the response does (wake_watch()).
+awaitable<> watch_caller(exchange& x) {
     const bool unix_peer = x.c.peer.transport == "unix";
     while (!x.response_done && !x.failed) {
         if (x.c.buffer.size() > 0)
@@ -475,8 +501,49 @@ void wake_watch(exchange& x) noexcept {
     x.c.socket.cancel(ignored);
 }
 
-// The response, upstream to caller.
-awaitable<> relay_response(exchange& x, const http::request_header<>& req, bool asked_upgrade) {
+// The rest of a response body, upstream to caller, through `out` (copy_bytes long).
+awaitable<> copy_body(exchange& x, http::response_parser<http::buffer_body>& rp, char* out,
+                      bool to_chunked, const http::request_header<>& req) {
+    auto& res = rp.get();
+    // Beast reads what the buffer has room for: without this, 512 bytes at a time.
+    x.ubuf.reserve(copy_bytes);
+    while (!rp.is_done()) {
+        res.body().data = out;
+        res.body().size = copy_bytes;
+        // No deadline on the upstream here: a stream may rightly be quiet for hours.
+        auto [rec, n] = co_await http::async_read_some(x.upstream, x.ubuf, rp, io::use_tuple{});
+        if (x.failed)
+            co_return;
+        if (rec && rec != http::error::need_buffer) {
+            x.count(upstream_counter::bad_answers);
+            x.c.state.log.peer_log(log_level::warn, "cut the answer to " + quote(req.target()) +
+                                                        ": upstream " + x.u.label + ": " +
+                                                        rec.message());
+            x.cut();
+            co_return;
+        }
+        const auto got = copy_bytes - res.body().size;
+        const bool last = to_chunked && rp.is_done();
+        if (got == 0 && !last)
+            continue;
+        const std::string size = to_chunked && got > 0 ? hex(got) + "\r\n" : std::string();
+        const std::string_view tail = to_chunked && got > 0 ? (last ? "\r\n0\r\n\r\n" : "\r\n")
+                                      : last                ? "0\r\n\r\n"
+                                                            : "";
+        const asio::const_buffer pieces[] = {asio::buffer(size), asio::buffer(out, got),
+                                             asio::buffer(tail)};
+        if (!co_await write_client(x, pieces)) {
+            x.cut();
+            co_return;
+        }
+    }
+    wake_watch(x); // the watch beside this copy, if any, ends with it
+}
+
+// The response, upstream to caller. `watch`: no body pump runs beside it, so a streamed
+// answer watches the caller itself.
+awaitable<> relay_response(exchange& x, const http::request_header<>& req, bool asked_upgrade,
+                           bool watch) {
     std::optional<http::response_parser<http::buffer_body>> rp;
     boost::system::error_code ec;
     // Interim answers (100, 103) are the gateway's to handle: it answered 100 itself.
@@ -571,55 +638,66 @@ awaitable<> relay_response(exchange& x, const http::request_header<>& req, bool 
             head.append("Connection: keep-alive\r\n");
     }
     head.append("\r\n");
-    {
+    if (x.status == 101) {
         const asio::const_buffer pieces[] = {asio::buffer(head)};
         x.head_sent = true;
         if (!co_await write_client(x, pieces)) {
             x.cut();
             co_return;
         }
-    }
-    if (x.status == 101) {
         x.upgraded = true;
         x.response_done = true;
         wake_watch(x);
         co_return;
     }
-    std::vector<char> out(bodyless ? 0 : copy_bytes);
-    while (!rp->is_done()) {
-        res.body().data = out.data();
-        res.body().size = out.size();
-        // No deadline on the upstream here: a stream may rightly be quiet for hours.
-        auto [rec, n] = co_await http::async_read_some(x.upstream, x.ubuf, *rp, io::use_tuple{});
-        if (x.failed)
-            co_return;
-        if (rec && rec != http::error::need_buffer) {
+    // The body bytes that came with the head go out with it, in one write: a small answer
+    // costs the caller one sendmsg.
+    copy_block block(x.c.w.copy_blocks);
+    char* const out = block.data;
+    std::size_t got = 0;
+    if (!rp->is_done()) {
+        boost::system::error_code pec;
+        while (x.ubuf.size() > 0 && !rp->is_done() && got < copy_bytes) {
+            res.body().data = out + got;
+            res.body().size = copy_bytes - got;
+            const auto used = rp->put(x.ubuf.data(), pec);
+            x.ubuf.consume(used);
+            got = copy_bytes - res.body().size;
+            if (pec == http::error::need_buffer)
+                pec = {};
+            if (pec || used == 0)
+                break;
+        }
+        if (pec && pec != http::error::need_more) {
             x.count(upstream_counter::bad_answers);
-            x.c.state.log.peer_log(log_level::warn, "cut the answer to " + quote(req.target()) +
-                                                        ": upstream " + x.u.label + ": " +
-                                                        rec.message());
+            x.answer = upstream_refusal(rejection::upstream_failed,
+                                        "upstream " + x.u.label +
+                                            " answered with a malformed body: " + pec.message());
             x.cut();
             co_return;
         }
-        const auto got = out.size() - res.body().size;
-        if (got == 0)
-            continue;
-        const std::string size = to_chunked ? hex(got) + "\r\n" : std::string();
-        const asio::const_buffer pieces[] = {
-            asio::buffer(size), asio::buffer(out.data(), got),
-            asio::buffer(to_chunked ? "\r\n" : "", to_chunked ? 2 : 0)};
+    }
+    {
+        const std::string size = to_chunked && got > 0 ? hex(got) + "\r\n" : std::string();
+        const bool last = to_chunked && rp->is_done();
+        const std::string_view tail = to_chunked && got > 0 ? (last ? "\r\n0\r\n\r\n" : "\r\n")
+                                      : last                ? "0\r\n\r\n"
+                                                            : "";
+        const asio::const_buffer pieces[] = {asio::buffer(head), asio::buffer(size),
+                                             asio::buffer(out, got), asio::buffer(tail)};
+        x.head_sent = true;
         if (!co_await write_client(x, pieces)) {
             x.cut();
             co_return;
         }
     }
-    if (to_chunked) {
-        static constexpr std::string_view last = "0\r\n\r\n";
-        const asio::const_buffer pieces[] = {asio::buffer(last)};
-        if (!co_await write_client(x, pieces)) {
-            x.cut();
+    if (!rp->is_done()) {
+        if (watch && x.streaming)
+            co_await (copy_body(x, *rp, out, to_chunked, req) && watch_caller(x));
+        else
+            co_await copy_body(x, *rp, out, to_chunked, req);
+        if (x.failed || !rp->is_done())
             co_return;
-        }
     }
     x.response_done = true;
     // The upstream connection goes back to the pool if the exchange ends cleanly.
@@ -830,8 +908,12 @@ awaitable<gateway_end> serve_gateway(connection& c, request_parser& parser,
         logged.base() = body_parser->get().base();
         shown = &logged;
     }
-    co_await (pump_body(x, body_parser ? &*body_parser : nullptr) &&
-              relay_response(x, *shown, asked_upgrade));
+    if (body_parser) {
+        co_await (pump_body(x, &*body_parser) && relay_response(x, *shown, asked_upgrade, false));
+    } else {
+        x.body_done = true;
+        co_await relay_response(x, *shown, asked_upgrade, true);
+    }
     c.slot.timed_out = false;
 
     if (x.answer && !x.head_sent) {

@@ -8,6 +8,7 @@
 #include "io.hpp"
 #include "response_head.hpp"
 #include "stats.hpp"
+#include <boost/beast/core/flat_buffer.hpp>
 
 #include <string>
 #include <thread>
@@ -20,7 +21,10 @@ namespace udshttp::service::detail {
 // few blocks instead of allocating one per request. Touched only by the worker's thread.
 class block_pool {
 public:
-    explicit block_pool(std::size_t block) : block_(block) { free_.reserve(max_free); }
+    explicit block_pool(std::size_t block, std::size_t max_free = 64)
+        : block_(block), max_free_(max_free) {
+        free_.reserve(max_free_);
+    }
     ~block_pool() {
         for (auto* p : free_)
             ::operator delete(p);
@@ -36,15 +40,15 @@ public:
         return p;
     }
     void give(char* p, std::size_t n) noexcept {
-        if (n == block_ && free_.size() < max_free)
+        if (n == block_ && free_.size() < max_free_)
             free_.push_back(p); // reserved: cannot throw
         else
             ::operator delete(p);
     }
 
 private:
-    static constexpr std::size_t max_free = 64; // more idle than busy connections, always
     std::size_t block_;
+    std::size_t max_free_; // read blocks: 64 (more idle than busy connections, always)
     std::vector<char*> free_;
 };
 
@@ -84,7 +88,11 @@ struct worker {
     static constexpr std::size_t max_spare_buffers = 4;
     // Read buffers of connections that have bytes to parse.
     block_pool read_blocks{read_block_bytes};
+    // The gateway's 64 KiB copy buffers (one per direction of an exchange); 8 kept spare.
+    block_pool copy_blocks{64 * 1024, 8};
     asio::io_context ctx;
+    // The gateway's upstream head buffers, kept for the next exchange (a few at most).
+    std::vector<boost::beast::flat_buffer> spare_head_buffers;
     // Idle upstream connections of the gateway, per upstream (after ctx: they go first).
     std::vector<std::vector<socket_type>> upstream_idle;
     std::thread thread;
