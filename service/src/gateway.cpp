@@ -410,13 +410,18 @@ awaitable<bool> write_upstream(exchange& x, std::span<const asio::const_buffer> 
     co_return !ec && !x.uslot.timed_out;
 }
 
+// What a write to the caller did: counted, and false when it failed or stalled.
+bool wrote_client(exchange& x, boost::system::error_code ec, std::size_t n) noexcept {
+    x.bytes_out += n;
+    x.c.w.stats.bytes_sent.add(n);
+    return !ec && !x.c.slot.timed_out;
+}
+
 awaitable<bool> write_client(exchange& x, std::span<const asio::const_buffer> pieces) {
     // The write-stall deadline: a caller that takes nothing for the idle timeout is cut.
     deadline_use d(x.c.slot, x.cactive, x.c.opt.idle_timeout);
     auto [ec, n] = co_await asio::async_write(x.c.socket, pieces);
-    x.bytes_out += n;
-    x.c.w.stats.bytes_sent.add(n);
-    co_return !ec && !x.c.slot.timed_out;
+    co_return wrote_client(x, ec, n);
 }
 
 awaitable<> watch_caller(exchange& x);
@@ -686,7 +691,12 @@ awaitable<> relay_response(exchange& x, const http::request_header<>& req, bool 
         const asio::const_buffer pieces[] = {asio::buffer(head), asio::buffer(size),
                                              asio::buffer(out, got), asio::buffer(tail)};
         x.head_sent = true;
-        if (!co_await write_client(x, pieces)) {
+        // Written here rather than through write_client(): one coroutine frame less per
+        // request on the hot path.
+        deadline_use d(x.c.slot, x.cactive, x.c.opt.idle_timeout);
+        auto [wec, n] = co_await asio::async_write(x.c.socket,
+                                                   std::span<const asio::const_buffer>(pieces));
+        if (!wrote_client(x, wec, n)) {
             x.cut();
             co_return;
         }
@@ -883,7 +893,14 @@ awaitable<gateway_end> serve_gateway(connection& c, request_parser& parser,
         }
         const asio::const_buffer pieces[] = {asio::buffer(head),
                                              asio::buffer(whole ? msg.body() : std::string_view())};
-        if (co_await write_upstream(x, pieces))
+        bool sent = false;
+        {
+            deadline_use d(x.uslot, x.uactive, c.opt.idle_timeout);
+            auto [wec, n] = co_await asio::async_write(
+                x.upstream, std::span<const asio::const_buffer>(pieces));
+            sent = !wec && !x.uslot.timed_out;
+        }
+        if (sent)
             break;
         if (!pooled || attempt > 0) {
             x.count(upstream_counter::bad_answers);

@@ -60,13 +60,15 @@ result<normalized_target> normalize_path(std::string_view target) {
         out.has_query = true;
         out.query = std::string(target.substr(q + 1));
         for (std::size_t i = 0; i < out.query.size(); ++i)
-            if (out.query[i] == '%' && (i + 2 >= out.query.size() + 0 ||
-                                        hex(out.query[i + 1]) < 0 || hex(out.query[i + 2]) < 0))
+            if (out.query[i] == '%' && (i + 2 >= out.query.size() || hex(out.query[i + 1]) < 0 ||
+                                        hex(out.query[i + 2]) < 0))
                 return bad_target("bad percent-encoding in the query");
     }
     // One segment at a time: decode what may be decoded, then resolve dot-segments on the
-    // decoded form, remembering whether a segment's dots came from escapes.
-    std::vector<std::string> segments;
+    // decoded form, remembering whether a segment's dots came from escapes. The path is built
+    // in place ("/a/b"), a ".." cutting it back to its last '/'.
+    std::string& path = out.path;
+    path.reserve(raw.size());
     std::string seg;
     bool seg_encoded_dot = false;
     const auto end_segment = [&](bool last) -> std::optional<error> {
@@ -74,16 +76,17 @@ result<normalized_target> normalize_path(std::string_view target) {
         if (dots && seg_encoded_dot)
             return bad_target("an encoded dot makes a dot-segment in '" + proto::quote(raw) + "'");
         if (seg == "..") {
-            if (segments.empty())
+            if (path.empty())
                 return bad_target("'..' climbs above the root in '" + proto::quote(raw) + "'");
-            segments.pop_back();
+            path.resize(path.rfind('/'));
             if (last)
-                segments.emplace_back(); // "/a/.." is "/": the trailing slash stays
+                path += '/'; // "/a/.." is "/": the trailing slash stays
         } else if (seg == ".") {
             if (last)
-                segments.emplace_back();
+                path += '/';
         } else if (!seg.empty() || last) {
-            segments.push_back(seg);
+            path += '/';
+            path += seg;
         }
         seg.clear();
         seg_encoded_dot = false;
@@ -102,7 +105,7 @@ result<normalized_target> normalize_path(std::string_view target) {
             seg += c;
             continue;
         }
-        if (i + 2 >= raw.size() + 0 || hex(raw[i + 1]) < 0 || hex(raw[i + 2]) < 0)
+        if (i + 2 >= raw.size() || hex(raw[i + 1]) < 0 || hex(raw[i + 2]) < 0)
             return bad_target("bad percent-encoding in '" + proto::quote(raw) + "'");
         const auto byte = static_cast<unsigned char>(hex(raw[i + 1]) * 16 + hex(raw[i + 2]));
         i += 2;
@@ -119,12 +122,8 @@ result<normalized_target> normalize_path(std::string_view target) {
             seg += digits[byte & 15];
         }
     }
-    out.path = "/";
-    for (std::size_t i = 0; i < segments.size(); ++i) {
-        if (i > 0)
-            out.path += '/';
-        out.path += segments[i];
-    }
+    if (path.empty())
+        path = "/";
     return out;
 }
 
