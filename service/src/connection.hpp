@@ -14,9 +14,9 @@
 #include <boost/beast/http/string_body.hpp>
 
 #include <atomic>
-#include <memory>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>

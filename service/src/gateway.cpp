@@ -694,8 +694,8 @@ awaitable<> relay_response(exchange& x, const http::request_header<>& req, bool 
         // Written here rather than through write_client(): one coroutine frame less per
         // request on the hot path.
         deadline_use d(x.c.slot, x.cactive, x.c.opt.idle_timeout);
-        auto [wec, n] = co_await asio::async_write(x.c.socket,
-                                                   std::span<const asio::const_buffer>(pieces));
+        auto [wec, n] =
+            co_await asio::async_write(x.c.socket, std::span<const asio::const_buffer>(pieces));
         if (!wrote_client(x, wec, n)) {
             x.cut();
             co_return;
@@ -896,8 +896,8 @@ awaitable<gateway_end> serve_gateway(connection& c, request_parser& parser,
         bool sent = false;
         {
             deadline_use d(x.uslot, x.uactive, c.opt.idle_timeout);
-            auto [wec, n] = co_await asio::async_write(
-                x.upstream, std::span<const asio::const_buffer>(pieces));
+            auto [wec, n] =
+                co_await asio::async_write(x.upstream, std::span<const asio::const_buffer>(pieces));
             sent = !wec && !x.uslot.timed_out;
         }
         if (sent)
