@@ -228,3 +228,21 @@ TEST_SUITE("e2e") {
         CHECK(errors_of(echo.report) == 0);
     }
 }
+
+TEST_SUITE("bench") {
+    TEST_CASE("bench/gateway_compare: one quick round through the gateway - and nginx's "
+              "proxy_pass when present - every answer right") {
+        temp_dir dir;
+        std::vector<std::string> argv{"/usr/bin/python3", source_dir() + "/bench/gateway_compare",
+                                      "--quick",          "--no-build",
+                                      "--build-dir",      UDSHTTP_TEST_BUILD_DIR};
+        if (!have_program("nginx"))
+            argv.push_back("--no-nginx"); // the gateway alone, then
+        const auto r = run(argv, dir, {}, 120s);
+        INFO(r.out << r.err);
+        CHECK(r.code == 0);
+        CHECK(r.out.find("| 1 conn GET req/s (p50 us) |") != std::string::npos);
+        CHECK(r.out.find("| 1 conn 1 MiB echo MB/s |") != std::string::npos);
+        CHECK(r.err.find("errors against") == std::string::npos); // udshttp-bench checks bodies
+    }
+}
