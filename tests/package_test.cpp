@@ -300,6 +300,10 @@ TEST_SUITE("package") {
         for (const auto& option : help_options(udshttp_path(), dir))
             if (option.starts_with("--"))
                 CHECK_MESSAGE(offered.contains(option), "udshttp " << option);
+        CHECK(complete(udshttp, "_udshttp", {"udshttp", "rules", ""}, dir) ==
+              std::set<std::string>{"suggest"});
+        CHECK(complete(udshttp, "_udshttp", {"udshttp", "r"}, dir) ==
+              std::set<std::string>{"routes", "rules"});
         CHECK(complete(udshttp, "_udshttp", {"udshttp", "-X", "P"}, dir) ==
               std::set<std::string>{"POST", "PUT", "PATCH"});
         CHECK(complete(udshttp, "_udshttp", {"udshttp", "--retry-c"}, dir) ==
