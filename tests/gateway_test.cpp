@@ -59,6 +59,13 @@ run_result curl(const temp_dir& dir, std::vector<std::string> args,
     return run(argv, dir, {.uid = as, .env = {}, .stdin_file = {}, .groups = std::move(groups)});
 }
 
+// Only the status code of a request through the gateway (curl -w %{http_code}).
+std::string http_code(const temp_dir& dir, std::vector<std::string> args,
+                      std::optional<uid_t> as = std::nullopt, std::vector<gid_t> groups = {}) {
+    args.insert(args.begin(), {"-o", "/dev/null", "-w", "%{http_code}"});
+    return curl(dir, std::move(args), as, std::move(groups)).out;
+}
+
 unsigned status_of(const std::string& raw) {
     const auto line = status_line(raw);
     return line.size() >= 12 ? static_cast<unsigned>(std::stoi(line.substr(9, 3))) : 0;
@@ -143,15 +150,15 @@ TEST_SUITE("gateway") {
         REQUIRE_MESSAGE(rules, rules.error().message);
         const auto t = [](std::string_view target) { return normalize_path(target).value(); };
         service::caller_identity root;
-        root.transport = "unix";
-        root.uid = root.gid = 0;
+        root.peer.transport = "unix";
+        root.peer.uid = root.peer.gid = 0;
         service::caller_identity user = root;
-        user.uid = user.gid = 1000;
+        user.peer.uid = user.peer.gid = 1000;
         service::caller_identity member = user;
         member.groups = {4242};
         service::caller_identity tcp;
-        tcp.transport = "tcp";
-        tcp.address = "127.0.0.1";
+        tcp.peer.transport = "tcp";
+        tcp.peer.address = "127.0.0.1";
 
         CHECK(rules->decide(root, "DELETE", t("/secrets/x"), false, {}).rule == "root");
         auto v = rules->decide(user, "GET", t("/secrets/x"), false, {});
@@ -390,17 +397,13 @@ TEST_SUITE("gateway") {
         ]})");
         auto gw = gateway(dir, {"--upstream", "docker=" + dir.file("docker.sock"), "--rules",
                                 dir.file("rules.json"), "--socket-mode", "0666"});
-        const auto code = [&](std::vector<std::string> args, uid_t as, std::vector<gid_t> g = {}) {
-            args.insert(args.begin(), {"-o", "/dev/null", "-w", "%{http_code}"});
-            return curl(dir, args, as, std::move(g)).out;
-        };
-        CHECK(code({"http://localhost/read"}, nobody) == "200");
-        CHECK(code({"http://localhost/read"}, 0) == "403");
-        CHECK(code({"-X", "POST", "http://localhost/read"}, nobody) == "403");
-        CHECK(code({"-d", "x", "http://localhost/write"}, nobody, {4242}) == "200");
-        CHECK(code({"-d", "x", "http://localhost/write"}, nobody, {4243}) == "403");
+        CHECK(http_code(dir, {"http://localhost/read"}, nobody) == "200");
+        CHECK(http_code(dir, {"http://localhost/read"}, 0) == "403");
+        CHECK(http_code(dir, {"-X", "POST", "http://localhost/read"}, nobody) == "403");
+        CHECK(http_code(dir, {"-d", "x", "http://localhost/write"}, nobody, {4242}) == "200");
+        CHECK(http_code(dir, {"-d", "x", "http://localhost/write"}, nobody, {4243}) == "403");
         // The executable rule: our CLI is let through, curl is not.
-        CHECK(code({"http://localhost/cli"}, 0) == "403");
+        CHECK(http_code(dir, {"http://localhost/cli"}, 0) == "403");
         auto ours = run({udshttp_path(), "-sS", "-o", "/dev/null", "-w", "%{http_code}",
                          "--unix-socket", dir.file("gw.sock"), "http://localhost/cli"},
                         dir);
@@ -409,8 +412,8 @@ TEST_SUITE("gateway") {
             MESSAGE("skipped the cgroup rule: no cgroup v2 line in /proc/self/cgroup");
             return;
         }
-        CHECK(code({"http://localhost/cg"}, 0) == "200");
-        CHECK(code({"http://localhost/cg2"}, 0) == "403");
+        CHECK(http_code(dir, {"http://localhost/cg"}, 0) == "200");
+        CHECK(http_code(dir, {"http://localhost/cg2"}, 0) == "403");
     }
 
     TEST_CASE("gateway streams: a quiet /events outlives --idle-timeout - logs follow - an "
@@ -533,14 +536,9 @@ TEST_SUITE("gateway") {
             auto gw = gateway(dir, {"--upstream", "docker=" + dir.file("docker.sock"), "--rules",
                                     dir.file("rules.json"), "--learn", "--audit-log",
                                     dir.file("audit.log")});
-            CHECK(curl(dir, {"-o", "/dev/null", "-w", "%{http_code}", "http://localhost/_ping"})
-                      .out == "200");
-            CHECK(curl(dir, {"-o", "/dev/null", "-w", "%{http_code}",
-                             "http://localhost/v1.43/containers/json"})
-                      .out == "200");
-            CHECK(curl(dir, {"-o", "/dev/null", "-w", "%{http_code}", "-X", "DELETE",
-                             "http://localhost/containers/abc"})
-                      .out == "200");
+            CHECK(http_code(dir, {"http://localhost/_ping"}) == "200");
+            CHECK(http_code(dir, {"http://localhost/v1.43/containers/json"}) == "200");
+            CHECK(http_code(dir, {"-X", "DELETE", "http://localhost/containers/abc"}) == "200");
             gw->signal(SIGTERM);
             CHECK(gw->wait() == 0);
         }
@@ -563,15 +561,11 @@ TEST_SUITE("gateway") {
         REQUIRE(gateway_rules::parse(suggested.out, "suggested"));
         auto gw = gateway(dir, {"--upstream", "docker=" + dir.file("docker.sock"), "--rules",
                                 dir.file("suggested.json")});
-        const auto code = [&](std::vector<std::string> args) {
-            args.insert(args.begin(), {"-o", "/dev/null", "-w", "%{http_code}"});
-            return curl(dir, args).out;
-        };
-        CHECK(code({"http://localhost/_ping"}) == "200");
-        CHECK(code({"http://localhost/v1.43/containers/json"}) == "200");
-        CHECK(code({"-X", "DELETE", "http://localhost/containers/abc"}) == "200");
-        CHECK(code({"-X", "DELETE", "http://localhost/v1.43/containers/json"}) == "403");
-        CHECK(code({"http://localhost/containers/abc"}) == "403");
+        CHECK(http_code(dir, {"http://localhost/_ping"}) == "200");
+        CHECK(http_code(dir, {"http://localhost/v1.43/containers/json"}) == "200");
+        CHECK(http_code(dir, {"-X", "DELETE", "http://localhost/containers/abc"}) == "200");
+        CHECK(http_code(dir, {"-X", "DELETE", "http://localhost/v1.43/containers/json"}) == "403");
+        CHECK(http_code(dir, {"http://localhost/containers/abc"}) == "403");
         auto usage = run({udshttp_path(), "rules", "suggest"}, dir);
         CHECK(usage.code == 2);
     }
@@ -648,25 +642,22 @@ TEST_SUITE("gateway") {
         struct stat st {};
         REQUIRE(::stat(dir.file("gw.sock").c_str(), &st) == 0);
         CHECK((st.st_mode & 0777) == 0666);
-        const auto code = [&](std::vector<std::string> args, std::optional<uid_t> as) {
-            args.insert(args.begin(), {"-o", "/dev/null", "-w", "%{http_code}"});
-            return curl(dir, args, as).out;
-        };
-        CHECK(code({"http://localhost/hello"}, std::nullopt) == "200");
-        CHECK(code({"-I", "http://localhost/hello"}, std::nullopt) == "200");
-        CHECK(code({"-d", "x", "http://localhost/echo"}, 0) == (::geteuid() == 0 ? "200" : "403"));
+        CHECK(http_code(dir, {"http://localhost/hello"}, std::nullopt) == "200");
+        CHECK(http_code(dir, {"-I", "http://localhost/hello"}, std::nullopt) == "200");
+        CHECK(http_code(dir, {"-d", "x", "http://localhost/echo"}, 0) ==
+              (::geteuid() == 0 ? "200" : "403"));
         if (::geteuid() != 0) {
             MESSAGE("skipped the other-uid half: needs root to call as nobody");
             return;
         }
-        CHECK(code({"http://localhost/metrics"}, 0) == "200");
-        CHECK(code({"http://localhost/hello"}, nobody) == "200");
-        CHECK(code({"http://localhost/metrics"}, nobody) == "403");
-        CHECK(code({"http://localhost/metrics/x"}, nobody) == "403");
-        CHECK(code({"http://localhost//metrics"}, nobody) == "403");
-        CHECK(code({"http://localhost/%6detrics"}, nobody) == "403");
-        CHECK(code({"-d", "x", "http://localhost/echo"}, nobody) == "403");
-        CHECK(code({"-X", "DELETE", "http://localhost/hello"}, nobody) == "403");
+        CHECK(http_code(dir, {"http://localhost/metrics"}, 0) == "200");
+        CHECK(http_code(dir, {"http://localhost/hello"}, nobody) == "200");
+        CHECK(http_code(dir, {"http://localhost/metrics"}, nobody) == "403");
+        CHECK(http_code(dir, {"http://localhost/metrics/x"}, nobody) == "403");
+        CHECK(http_code(dir, {"http://localhost//metrics"}, nobody) == "403");
+        CHECK(http_code(dir, {"http://localhost/%6detrics"}, nobody) == "403");
+        CHECK(http_code(dir, {"-d", "x", "http://localhost/echo"}, nobody) == "403");
+        CHECK(http_code(dir, {"-X", "DELETE", "http://localhost/hello"}, nobody) == "403");
         auto usage = run({source_dir() + "/examples/gateway/read-only/start"}, dir);
         CHECK(usage.code == 2);
     }
@@ -683,15 +674,10 @@ TEST_SUITE("gateway") {
         auto gw = gateway(dir, {"--upstream", "docker=" + dir.file("docker.sock"), "--rules",
                                 source_dir() + "/examples/gateway/docker-read-only.json",
                                 "--socket-mode", "0666"});
-        const auto code = [&](std::vector<std::string> args, uid_t as,
-                              std::vector<gid_t> groups = {}) {
-            args.insert(args.begin(), {"-o", "/dev/null", "-w", "%{http_code}"});
-            return curl(dir, args, as, std::move(groups)).out;
-        };
-        CHECK(code({"http://localhost/v1.43/containers/json"}, 1000) == "200");
-        CHECK(code({"http://localhost/containers/abc/json"}, 1000) == "200");
-        CHECK(code({"-X", "POST", "http://localhost/containers/create"}, 1000) == "403");
-        CHECK(code({"http://localhost/v1.43/containers/json"}, nobody) == "403");
+        CHECK(http_code(dir, {"http://localhost/v1.43/containers/json"}, 1000) == "200");
+        CHECK(http_code(dir, {"http://localhost/containers/abc/json"}, 1000) == "200");
+        CHECK(http_code(dir, {"-X", "POST", "http://localhost/containers/create"}, 1000) == "403");
+        CHECK(http_code(dir, {"http://localhost/v1.43/containers/json"}, nobody) == "403");
         gw->signal(SIGTERM);
         gw->wait();
 
@@ -700,9 +686,9 @@ TEST_SUITE("gateway") {
         auto gw2 = gateway(dir, {"--upstream", "app=127.0.0.1:" + std::to_string(app.tcp_port),
                                  "--rules", source_dir() + "/examples/gateway/tcp-app.json",
                                  "--socket-mode", "0666"});
-        CHECK(code({"http://localhost/hello"}, nobody, {100}) == "200"); // group users
-        CHECK(code({"http://localhost/hello"}, nobody) == "403");
-        CHECK(code({"http://localhost/hello"}, 0) == "200");
+        CHECK(http_code(dir, {"http://localhost/hello"}, nobody, {100}) == "200"); // group users
+        CHECK(http_code(dir, {"http://localhost/hello"}, nobody) == "403");
+        CHECK(http_code(dir, {"http://localhost/hello"}, 0) == "200");
     }
 }
 
@@ -717,9 +703,7 @@ TEST_SUITE("gateway") {
             run({"/usr/bin/python3", peers_dir() + "/websockets_client.py", gw.socket_path(),
                  std::to_string(gw.tcp_port), std::to_string(128 * 1024)},
                 gw.dir);
-        INFO("websockets said: " << r.out << r.err);
-        CHECK(r.code == 0);
-        CHECK(r.out.find("checks passed") != std::string::npos);
+        check_peer(r, "websockets");
     }
 
     TEST_CASE("gateway: TCP callers get Forwarded and X-Forwarded-For - an abstract-socket "

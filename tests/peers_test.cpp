@@ -53,14 +53,6 @@ bool wait_for_socket(child& server, const std::string& path) {
     return false;
 }
 
-// A peer script's verdict: exit 0 and its "checks passed" line.
-void check_peer(const run_result& r, const std::string& name) {
-    INFO(name << " said: " << r.out << r.err);
-    CHECK(r.code == 0);
-    CHECK(r.out.find(name + ": ") != std::string::npos);
-    CHECK(r.out.find("checks passed") != std::string::npos);
-}
-
 // A body source handing out `data` in pieces of at most 1000 bytes, length unknown: the
 // client sends it chunked.
 client::body_source pieces_of(const std::string& data, std::size_t& at) {

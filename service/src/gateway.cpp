@@ -149,6 +149,20 @@ std::string hex(std::size_t n) {
     return std::string(b, static_cast<std::size_t>(len));
 }
 
+// The framing around `got` body bytes on their way out: for chunked, the chunk-size line
+// before and the CRLF after (and the last chunk when `last`); nothing for a sized body.
+struct piece_framing {
+    std::string size;
+    std::string_view tail;
+};
+piece_framing frame_piece(bool chunked, std::size_t got, bool last) {
+    if (!chunked)
+        return {};
+    if (got == 0)
+        return {{}, last ? "0\r\n\r\n" : ""};
+    return {hex(got) + "\r\n", last ? "\r\n0\r\n\r\n" : "\r\n"};
+}
+
 std::string_view sv(beast::string_view s) {
     return {s.data(), s.size()};
 }
@@ -455,10 +469,9 @@ awaitable<> pump_body(exchange& x, stream_parser* parser) {
             x.bytes_in += got;
             if (got == 0)
                 continue;
-            const std::string size = chunked ? hex(got) + "\r\n" : std::string();
-            const asio::const_buffer pieces[] = {
-                asio::buffer(size), asio::buffer(in.data(), got),
-                asio::buffer(chunked ? "\r\n" : "", chunked ? 2 : 0)};
+            const auto f = frame_piece(chunked, got, false);
+            const asio::const_buffer pieces[] = {asio::buffer(f.size), asio::buffer(in.data(), got),
+                                                 asio::buffer(f.tail)};
             if (!co_await write_upstream(x, pieces)) {
                 // The upstream stopped reading (it may have answered already): stop sending.
                 co_return;
@@ -528,15 +541,12 @@ awaitable<> copy_body(exchange& x, http::response_parser<http::buffer_body>& rp,
             co_return;
         }
         const auto got = copy_bytes - res.body().size;
-        const bool last = to_chunked && rp.is_done();
-        if (got == 0 && !last)
+        const bool last = rp.is_done();
+        if (got == 0 && !(to_chunked && last))
             continue;
-        const std::string size = to_chunked && got > 0 ? hex(got) + "\r\n" : std::string();
-        const std::string_view tail = to_chunked && got > 0 ? (last ? "\r\n0\r\n\r\n" : "\r\n")
-                                      : last                ? "0\r\n\r\n"
-                                                            : "";
-        const asio::const_buffer pieces[] = {asio::buffer(size), asio::buffer(out, got),
-                                             asio::buffer(tail)};
+        const auto f = frame_piece(to_chunked, got, last);
+        const asio::const_buffer pieces[] = {asio::buffer(f.size), asio::buffer(out, got),
+                                             asio::buffer(f.tail)};
         if (!co_await write_client(x, pieces)) {
             x.cut();
             co_return;
@@ -683,13 +693,9 @@ awaitable<> relay_response(exchange& x, const http::request_header<>& req, bool 
         }
     }
     {
-        const std::string size = to_chunked && got > 0 ? hex(got) + "\r\n" : std::string();
-        const bool last = to_chunked && rp->is_done();
-        const std::string_view tail = to_chunked && got > 0 ? (last ? "\r\n0\r\n\r\n" : "\r\n")
-                                      : last                ? "0\r\n\r\n"
-                                                            : "";
-        const asio::const_buffer pieces[] = {asio::buffer(head), asio::buffer(size),
-                                             asio::buffer(out, got), asio::buffer(tail)};
+        const auto f = frame_piece(to_chunked, got, rp->is_done());
+        const asio::const_buffer pieces[] = {asio::buffer(head), asio::buffer(f.size),
+                                             asio::buffer(out, got), asio::buffer(f.tail)};
         x.head_sent = true;
         // Written here rather than through write_client(): one coroutine frame less per
         // request on the hot path.
@@ -756,21 +762,10 @@ std::string audit_line(const exchange& x, const caller_identity& who, std::strin
                        const normalized_target& t, const gateway_verdict& v,
                        std::string_view verdict) {
     nlohmann::ordered_json j;
-    j["time"] = nullptr; // filled below, kept first
-    nlohmann::ordered_json caller;
-    caller["transport"] = who.transport;
-    if (who.uid)
-        caller["uid"] = *who.uid;
-    if (who.gid)
-        caller["gid"] = *who.gid;
-    if (who.pid)
-        caller["pid"] = *who.pid;
+    j["time"] = log_timestamp();
+    nlohmann::json caller = who.peer; // proto's to_json: transport, pid/uid/gid or address/port
     if (!who.exe.empty())
         caller["exe"] = who.exe;
-    if (!who.address.empty()) {
-        caller["address"] = who.address;
-        caller["port"] = who.port;
-    }
     j["caller"] = std::move(caller);
     j["method"] = std::string(method.substr(0, quote_bytes));
     j["path"] = t.path.substr(0, access_target_bytes);
@@ -779,7 +774,6 @@ std::string audit_line(const exchange& x, const caller_identity& who, std::strin
     j["upstream"] = x.u.name;
     j["rule"] = v.rule.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(v.rule);
     j["verdict"] = verdict;
-    j["time"] = log_timestamp();
     return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
@@ -814,9 +808,8 @@ awaitable<gateway_end> serve_gateway(connection& c, request_parser& parser,
                                           : verdict_counter::deny);
         c.state.log.audit(audit_line(x, *c.caller, sv(msg.method_string()), target, v, said));
         if (!v.allow && !o.learn) {
-            const auto& who = *c.caller;
             std::string caller =
-                who.uid ? "uid " + std::to_string(*who.uid) : "TCP caller " + who.address;
+                c.peer.uid ? "uid " + std::to_string(*c.peer.uid) : "TCP caller " + c.peer.address;
             // Named first: GCC 12 destroys a braced temporary in a co_await expression twice.
             refusal why{rejection::gateway_denied,
                         caller + " may not " + quote(msg.method_string()) + " " +

@@ -397,12 +397,13 @@ gateway_verdict gateway_rules::decide(const caller_identity& who, std::string_vi
                                       std::optional<std::uint64_t> content_length) const {
     std::optional<std::vector<std::pair<std::string, std::string>>> params;
     for (const auto& r : rules_) {
-        if (r.transport && *r.transport != who.transport)
+        const auto& peer = who.peer;
+        if (r.transport && *r.transport != peer.transport)
             continue;
-        if (!r.uids.empty() && (!who.uid || !has(r.uids, static_cast<uid_t>(*who.uid))))
+        if (!r.uids.empty() && (!peer.uid || !has(r.uids, static_cast<uid_t>(*peer.uid))))
             continue;
         if (!r.gids.empty()) {
-            const bool primary = who.gid && has(r.gids, static_cast<gid_t>(*who.gid));
+            const bool primary = peer.gid && has(r.gids, static_cast<gid_t>(*peer.gid));
             const bool extra = std::any_of(who.groups.begin(), who.groups.end(),
                                            [&](gid_t g) { return has(r.gids, g); });
             if (!primary && !extra)
@@ -463,13 +464,7 @@ std::string read_small(const std::string& path) {
 } // namespace
 
 caller_identity read_caller(int fd, const proto::peer_info& peer, bool process) {
-    caller_identity who;
-    who.transport = peer.transport;
-    who.pid = peer.pid;
-    who.uid = peer.uid;
-    who.gid = peer.gid;
-    who.address = peer.address;
-    who.port = peer.port;
+    caller_identity who{.peer = peer};
     if (peer.transport != "unix")
         return who;
     std::array<gid_t, 256> groups{};

@@ -77,10 +77,6 @@ std::string log_timestamp() {
 
 namespace {
 
-std::string timestamp() {
-    return log_timestamp();
-}
-
 int open_access_log(const std::string& path) {
     return ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
 }
@@ -90,7 +86,7 @@ int open_access_log(const std::string& path) {
 std::string diagnostic(log_format format, log_level level, std::string_view message) {
     if (format == log_format::json) {
         nlohmann::ordered_json j;
-        j["time"] = timestamp();
+        j["time"] = log_timestamp();
         j["level"] = level_name(level);
         j["program"] = program_invocation_short_name;
         j["message"] = message;
@@ -320,7 +316,7 @@ void logger::peer_log(log_level level, std::string_view message) {
 
 std::string access_json(const access_record& r) {
     nlohmann::ordered_json j;
-    j["time"] = timestamp();
+    j["time"] = log_timestamp();
     j["transport"] = r.peer.transport;
     if (r.peer.transport == "unix") {
         for (const auto& [key, value] :

@@ -149,6 +149,13 @@ run_result run(std::vector<std::string> argv, const temp_dir& dir, child::spawn_
     return r;
 }
 
+void check_peer(const run_result& r, const std::string& name) {
+    INFO(name << " said: " << r.out << r.err);
+    CHECK(r.code == 0);
+    CHECK(r.out.find(name + ": ") != std::string::npos);
+    CHECK(r.out.find("checks passed") != std::string::npos);
+}
+
 bool have_program(const std::string& name) {
     if (name.find('/') != std::string::npos)
         return ::access(name.c_str(), X_OK) == 0;

@@ -89,6 +89,10 @@ struct run_result {
 run_result run(std::vector<std::string> argv, const temp_dir& dir,
                child::spawn_options options = {}, std::chrono::milliseconds timeout = 60s);
 
+// A peer script's verdict (tests/peers, checklist.py): exit 0 and its "NAME: N checks passed"
+// line.
+void check_peer(const run_result& r, const std::string& name);
+
 // True if an executable is on PATH (or is an absolute path that exists).
 bool have_program(const std::string& name);
 

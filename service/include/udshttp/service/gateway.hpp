@@ -67,10 +67,10 @@ result<normalized_target> normalize_path(std::string_view target);
 /// matches the path without that tail ("/metrics/**" matches "/metrics").
 bool path_matches(std::string_view pattern, std::string_view path) noexcept;
 
-/// Who is calling, as far as the gateway can tell.
+/// Who is calling, as far as the gateway can tell: the connection's peer, and what the kernel
+/// says about it beyond SO_PEERCRED.
 struct caller_identity {
-    std::string transport{}; ///< "unix" or "tcp"
-    std::optional<std::int64_t> pid, uid, gid;
+    proto::peer_info peer{};     ///< transport; pid, uid, gid (Unix); address, port (TCP)
     std::vector<gid_t> groups{}; ///< supplementary groups (SO_PEERGROUPS)
     /// The executable (/proc/PID/exe) and cgroup (/proc/PID/cgroup's v2 line) of the peer,
     /// read through its pidfd (SO_PEERPIDFD) when the kernel gives one, so the process read
@@ -80,8 +80,6 @@ struct caller_identity {
     std::string exe{};
     std::string cgroup{};
     bool pidfd_checked = false; ///< exe and cgroup were read while the pidfd held the process
-    std::string address{};      ///< TCP: the peer's address and port
-    std::uint16_t port = 0;
 };
 
 /// One allow (or deny) rule. Every condition given must hold; an absent one holds always.
